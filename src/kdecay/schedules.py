@@ -1,0 +1,298 @@
+"""Learning-rate schedules with the k-decay factor (Zhang, arXiv:2004.05909).
+
+The paper's method in one sentence: any decay written as a function of training progress t/T
+gets a new hyper-parameter k by replacing t/T with the *k-decay factor* t^k / T^k
+(:func:`kdecay_factor`, the only place the formula lives). k = 1 is the original schedule.
+
+Every schedule is a pure, picklable callable ``f(t) -> lr`` of the iteration t >= 0; for
+t > total it stays at its final value. :class:`LRSchedule` adapts one to a torch optimizer,
+stepping once per iteration. The poly and cosine forms equal timm's ``PolyLRScheduler`` and
+``CosineLRScheduler`` with ``k_decay=k`` (warm-up and cycles off).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+__all__ = [
+    "LRSchedule",
+    "Schedule",
+    "cosine",
+    "exponential",
+    "kdecay_factor",
+    "poly",
+    "sgdr",
+    "sgdr_restarts",
+    "step",
+]
+
+
+class Schedule(Protocol):
+    """A learning rate as a function of the iteration ``t``."""
+
+    def __call__(self, t: float) -> float: ...
+
+
+def kdecay_factor(t: float, total: float, k: float) -> float:
+    """The k-decay factor ``t^k / T^k`` of the paper (Eq. 2), with t clipped to [0, T]."""
+    t = min(max(float(t), 0.0), float(total))
+    return (t / total) ** k
+
+
+# ---------------------------------------------------------------------------------------------
+# argument validation: each check names the argument and the allowed range
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _non_negative(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _lr_range(lr0_name: str, lr0: float, lr_end_name: str, lr_end: float) -> None:
+    _positive(lr0_name, lr0)
+    _non_negative(lr_end_name, lr_end)
+    if lr_end > lr0:
+        raise ValueError(
+            f"{lr_end_name} must satisfy 0 <= {lr_end_name} <= {lr0_name} "
+            f"(got {lr_end_name}={lr_end!r}, {lr0_name}={lr0!r})"
+        )
+
+
+def _check_t(t: float) -> float:
+    t = float(t)
+    if not t >= 0:
+        raise ValueError(f"iteration t must be >= 0, got {t!r}")
+    return t
+
+
+# ---------------------------------------------------------------------------------------------
+# the schedules
+
+
+@dataclass(frozen=True)
+class PolySchedule:
+    """``lr(t) = (lr0 - lr_end) * (1 - t^k / T^k)^N + lr_end`` (the paper's new polynomial)."""
+
+    lr0: float
+    lr_end: float
+    power: float
+    k: float
+    total: int
+
+    def __call__(self, t: float) -> float:
+        f = kdecay_factor(_check_t(t), self.total, self.k)
+        return (self.lr0 - self.lr_end) * (1.0 - f) ** self.power + self.lr_end
+
+
+@dataclass(frozen=True)
+class CosineSchedule:
+    """``lr(t) = lr_end + (lr0 - lr_end) * (1 + cos(pi * t^k / T^k)) / 2``."""
+
+    lr0: float
+    lr_end: float
+    k: float
+    total: int
+
+    def __call__(self, t: float) -> float:
+        f = kdecay_factor(_check_t(t), self.total, self.k)
+        return self.lr_end + (self.lr0 - self.lr_end) * (1.0 + math.cos(math.pi * f)) / 2.0
+
+
+@dataclass(frozen=True)
+class ExponentialSchedule:
+    """``lr(t) = lr_end + (lr0 - lr_end) * exp(-rate * T * t^k / T^k)``; k = 1: exp(-rate * t)."""
+
+    lr0: float
+    lr_end: float
+    rate: float
+    k: float
+    total: int
+
+    def __call__(self, t: float) -> float:
+        f = kdecay_factor(_check_t(t), self.total, self.k)
+        return self.lr_end + (self.lr0 - self.lr_end) * math.exp(-self.rate * self.total * f)
+
+
+@dataclass(frozen=True)
+class StepSchedule:
+    """``lr(t) = lr0 * gamma^(number of milestones <= t)``; ``warmup_lr`` for t < warmup_iters.
+
+    The original recipes of the tables: He et al. 2016 (0.1, /10 at 32k and 48k iterations,
+    0.01 for the first 400), Zagoruyko & Komodakis 2016 (x0.2 at epochs 60/120/160), Huang et
+    al. 2017 (/10 at epochs 150 and 225).
+    """
+
+    lr0: float
+    milestones: tuple[int, ...]
+    gamma: float
+    warmup_iters: int
+    warmup_lr: float
+
+    def __call__(self, t: float) -> float:
+        t = _check_t(t)
+        if t < self.warmup_iters:
+            return self.warmup_lr
+        return self.lr0 * self.gamma ** bisect.bisect_right(self.milestones, t)
+
+
+@dataclass(frozen=True)
+class SgdrSchedule:
+    """SGDR (Loshchilov & Hutter 2017) with the k-decay factor inside every cycle.
+
+    Cycle i has length ``t0 * t_mult^i`` and starts where cycle i-1 ends; at position tc of a
+    cycle of length Ti: ``lr = lr_min + (lr_max - lr_min) * (1 + cos(pi * tc^k / Ti^k)) / 2``.
+    A restart happens at the first iteration of each cycle; at and beyond ``total`` the LR is
+    the end-of-cycle value reached at ``total``.
+    """
+
+    lr_max: float
+    lr_min: float
+    t0: float
+    t_mult: float
+    k: float
+    total: int
+
+    def cycle(self, t: float) -> tuple[float, float]:
+        """(position in the current cycle, length of the current cycle) for iteration t."""
+        start, length = 0.0, float(self.t0)
+        while t >= start + length:
+            start += length
+            length *= self.t_mult
+        return t - start, length
+
+    def __call__(self, t: float) -> float:
+        t = min(_check_t(t), float(self.total))
+        tc, ti = self.cycle(t)
+        # when total falls on a cycle boundary, the final LR is the end of the ending cycle
+        f = 1.0 if (t == self.total and tc == 0 and t > 0) else kdecay_factor(tc, ti, self.k)
+        return self.lr_min + (self.lr_max - self.lr_min) * (1.0 + math.cos(math.pi * f)) / 2.0
+
+
+def poly(lr0: float, lr_end: float, power: float, k: float, total: int) -> PolySchedule:
+    """k-decay polynomial schedule ``(lr0 - lr_end) * (1 - t^k/T^k)^power + lr_end``."""
+    _lr_range("lr0", lr0, "lr_end", lr_end)
+    _positive("power", power)
+    _positive("k", k)
+    _positive("total", total)
+    return PolySchedule(float(lr0), float(lr_end), float(power), float(k), int(total))
+
+
+def cosine(lr0: float, lr_end: float, k: float, total: int) -> CosineSchedule:
+    """k-decay cosine schedule ``lr_end + (lr0 - lr_end) * (1 + cos(pi t^k/T^k)) / 2``."""
+    _lr_range("lr0", lr0, "lr_end", lr_end)
+    _positive("k", k)
+    _positive("total", total)
+    return CosineSchedule(float(lr0), float(lr_end), float(k), int(total))
+
+
+def exponential(
+    lr0: float, lr_end: float, rate: float, k: float, total: int
+) -> ExponentialSchedule:
+    """k-decay exponential schedule ``lr_end + (lr0 - lr_end) * exp(-rate * T * (t/T)^k)``."""
+    _lr_range("lr0", lr0, "lr_end", lr_end)
+    _non_negative("rate", rate)
+    _positive("k", k)
+    _positive("total", total)
+    return ExponentialSchedule(float(lr0), float(lr_end), float(rate), float(k), int(total))
+
+
+def step(
+    lr0: float,
+    milestones: Sequence[int],
+    gamma: float,
+    warmup_iters: int = 0,
+    warmup_lr: float | None = None,
+) -> StepSchedule:
+    """Piecewise constant ``lr0 * gamma^(milestones passed)``, optional constant warm-up."""
+    _positive("lr0", lr0)
+    _positive("gamma", gamma)
+    ms = tuple(milestones)
+    if any(not isinstance(m, int) or isinstance(m, bool) or m <= 0 for m in ms):
+        raise ValueError(f"milestones must be positive integers (iterations), got {list(ms)!r}")
+    if any(b <= a for a, b in itertools.pairwise(ms)):
+        raise ValueError(f"milestones must be strictly increasing, got {list(ms)!r}")
+    if not isinstance(warmup_iters, int) or warmup_iters < 0:
+        raise ValueError(f"warmup_iters must be an integer >= 0, got {warmup_iters!r}")
+    if warmup_iters > 0:
+        if warmup_lr is None:
+            raise ValueError("warmup_lr must be given (a number > 0) when warmup_iters > 0")
+        _positive("warmup_lr", warmup_lr)
+    return StepSchedule(
+        float(lr0), ms, float(gamma), warmup_iters, float(warmup_lr if warmup_lr else lr0)
+    )
+
+
+def sgdr(
+    lr_max: float, lr_min: float, t0: float, t_mult: float, k: float, total: int
+) -> SgdrSchedule:
+    """SGDR cosine annealing with warm restarts, k-decay applied inside every cycle."""
+    _lr_range("lr_max", lr_max, "lr_min", lr_min)
+    _positive("t0", t0)
+    if not (isinstance(t_mult, int | float) and math.isfinite(t_mult) and t_mult >= 1):
+        raise ValueError(f"t_mult must be a finite number >= 1, got {t_mult!r}")
+    _positive("k", k)
+    _positive("total", total)
+    return SgdrSchedule(
+        float(lr_max), float(lr_min), float(t0), float(t_mult), float(k), int(total)
+    )
+
+
+def sgdr_restarts(t0: float, t_mult: float, total: float) -> list[float]:
+    """Iterations at which SGDR restarts (cycle boundaries strictly inside (0, total])."""
+    out, end, length = [], float(t0), float(t0)
+    while end <= total:
+        out.append(end)
+        length *= t_mult
+        end += length
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# torch adapter
+
+
+class LRSchedule(LRScheduler):
+    """Sets every parameter group's LR to ``schedule(t)``; call :meth:`step` once per iteration.
+
+    ``state_dict()`` holds only the iteration counter and the last LRs (plain numbers), so it
+    loads with ``torch.load(weights_only=True)``; the schedule itself is rebuilt from the config.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, schedule: Schedule) -> None:
+        self.schedule = schedule
+        super().__init__(optimizer, last_epoch=-1)
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        lr = float(self.schedule(max(self.last_epoch, 0)))
+        return [lr for _ in self.optimizer.param_groups]
+
+    def _get_closed_form_lr(self) -> list[float]:
+        return self.get_lr()
+
+    @property
+    def iteration(self) -> int:
+        """Number of :meth:`step` calls since construction (the t of the current LR)."""
+        return int(self.last_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_epoch": int(self.last_epoch), "last_lr": list(self.get_last_lr())}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.last_epoch = int(state_dict["last_epoch"])
+        lrs = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
+        self._last_lr = lrs
