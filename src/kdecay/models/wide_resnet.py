@@ -1,0 +1,112 @@
+"""Wide Residual Networks for CIFAR.
+
+Source: S. Zagoruyko, N. Komodakis, "Wide Residual Networks", BMVC 2016 (arXiv:1605.07146),
+Table 1 and Section 2, and the authors' reference code
+(github.com/szagoruyko/wide-residual-networks).
+
+Structure of WRN-``depth``-``k`` (``depth = 6n + 4``):
+
+* ``conv3x3(3 -> 16)``;
+* three groups of ``n = (depth - 4) / 6`` pre-activation basic blocks
+  ``BN-ReLU-conv3x3-BN-ReLU-[dropout]-conv3x3`` with widths ``16k / 32k / 64k`` and strides
+  1 / 2 / 2 (stride on the first block of each group);
+* identity shortcut, except when the number of channels (or the resolution) changes: then a
+  ``conv1x1`` (with the block's stride) applied to the pre-activated input (the first BN-ReLU is
+  shared with the shortcut, as in the reference code);
+* final ``BN-ReLU``, global average pooling (8x8) and a fully connected classifier.
+
+Initialisation as in the reference code: He normal ``fan_out`` for convolutions, BN weight 1 /
+bias 0, linear bias 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdecay.models.preact_resnet import check_positive_int, conv1x1, conv3x3, he_init_
+
+__all__ = ["WideBasicBlock", "WideResNet", "wide_resnet"]
+
+
+class WideBasicBlock(nn.Module):
+    """Pre-activation wide basic block ``BN-ReLU-conv3x3-BN-ReLU-dropout-conv3x3``."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int = 1, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = conv3x3(in_channels, out_channels, stride)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.dropout = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
+        self.conv2 = conv3x3(out_channels, out_channels)
+        self.shortcut: nn.Module | None = None
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = conv1x1(in_channels, out_channels, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        identity = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.dropout(F.relu(self.bn2(out)))
+        out = self.conv2(out)
+        return out + identity
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-k for 32x32 inputs (Zagoruyko & Komodakis 2016); see the module docstring."""
+
+    def __init__(
+        self, depth: int, widen_factor: int, num_classes: int = 10, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        n = (depth - 4) // 6
+        widths = (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
+        self.conv1 = conv3x3(3, 16)
+        in_channels = 16
+        groups = []
+        for i, width in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            blocks = []
+            for j in range(n):
+                blocks.append(WideBasicBlock(in_channels, width, stride if j == 0 else 1, dropout))
+                in_channels = width
+            groups.append(nn.Sequential(*blocks))
+        self.group1, self.group2, self.group3 = groups
+        self.bn_final = nn.BatchNorm2d(in_channels)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(in_channels, num_classes)
+        self.num_features = in_channels
+        he_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(x)
+        out = self.group3(self.group2(self.group1(out)))
+        out = F.relu(self.bn_final(out))
+        out = torch.flatten(self.pool(out), 1)
+        return self.fc(out)
+
+
+def wide_resnet(
+    depth: int, widen_factor: int, num_classes: int = 10, dropout: float = 0.0
+) -> WideResNet:
+    """Build WRN-``depth``-``widen_factor`` (Zagoruyko & Komodakis 2016, arXiv:1605.07146).
+
+    Args:
+        depth: total depth, of the form ``6n + 4`` with ``n >= 1`` (e.g. 16, 28, 40).
+        widen_factor: width multiplier ``k`` (positive int); group widths are 16k/32k/64k.
+        num_classes: size of the classifier output.
+        dropout: dropout probability between the two convolutions of a block, in ``[0, 1)``.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+        raise ValueError(
+            "depth of a wide ResNet must be an int of the form 6n+4 with n >= 1 "
+            f"(e.g. 16, 28, 40), got {depth!r}"
+        )
+    check_positive_int("widen_factor", widen_factor)
+    check_positive_int("num_classes", num_classes)
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+    return WideResNet(depth, widen_factor, num_classes=num_classes, dropout=float(dropout))
