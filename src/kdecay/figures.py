@@ -1,0 +1,287 @@
+"""Summary + runs + the paper's appendix -> the figures (each as PDF and PNG).
+
+* ``lr_schedules``: the k-decay LR schedules (poly, cosine, exponential, SGDR) for every k.
+* ``ksweep``: final test error against k per dataset, one line per table row, with our
+  original-recipe error and the paper's numbers overlaid.
+* ``curves``: test error over epochs, original recipe vs our best k, per (dataset, row).
+
+Built with ``matplotlib.figure.Figure`` (Agg rendering, no pyplot global state). Missing or
+diverged runs are left out (never drawn as 0); panels without data say "no runs yet".
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from kdecay import schedules
+from kdecay.aggregate import is_original_sgdr, read_summary, run_dir
+from kdecay.config import load_params, row_names
+from kdecay.report import DATASET_TITLES, load_appendix
+from kdecay.runio import atomic_write_bytes
+
+SYNTHETIC_PREFIX = "SYNTHETIC DATA (smoke run) — "
+DPI = 150
+ITERS_PER_EPOCH = 100  # nominal resolution of the schedule plots
+STYLE = {
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "figure.titlesize": 9,
+}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
+STAR = {"ls": "none", "marker": "*", "ms": 10, "mec": "black", "mew": 0.5, "zorder": 5}
+PAPER_ORIG = {"ls": "none", "marker": "<", "ms": 6, "mfc": "none", "mew": 1.2, "zorder": 5}
+
+
+def figure_title(params: dict[str, Any], text: str) -> str:
+    """``text``, prefixed with a loud SYNTHETIC marker when params say ``synthetic: true``."""
+    return (SYNTHETIC_PREFIX if params.get("synthetic") is True else "") + text
+
+
+def datasets_title(params: dict[str, Any]) -> str:
+    """``CIFAR-10 / CIFAR-100`` for the datasets of params."""
+    return " / ".join(DATASET_TITLES.get(d, d) for d in params.get("datasets", []))
+
+
+def _save(fig: Figure, out: Path, name: str) -> list[Path]:
+    paths = []
+    for ext in ("pdf", "png"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=DPI)
+        atomic_write_bytes(out / f"{name}.{ext}", buf.getvalue())
+        paths.append(out / f"{name}.{ext}")
+    print(f"figures: wrote {out / name}.pdf and .png")
+    return paths
+
+
+def _note(ax: Axes, text: str, y: float = 0.5) -> None:
+    ax.text(0.5, y, text, transform=ax.transAxes, ha="center", va="top", color="0.4")
+
+
+def _ks(params: dict[str, Any]) -> list[float]:
+    return sorted(float(k) for k in params["kdecay"]["ks"])
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) the schedules
+
+
+def _schedule_panels(params: dict[str, Any]) -> list[tuple[str, int, Callable[[float], Any]]]:
+    """(title, epochs, k -> schedule) of the four panels, from the kdecay.schedules factories."""
+    kd = params.get("kdecay", {})
+    power, lr_end = float(kd.get("power", 2.0)), float(kd.get("lr_end", 0.0))
+    used = kd.get("schedule", "poly")
+    sg = next((r["original"] for r in params["rows"].values() if is_original_sgdr(r)), {})
+    t0, t_mult = float(sg.get("t0", 10)), float(sg.get("t_mult", 2))
+    lr_max, lr_min = float(sg.get("lr_max", 0.05)), float(sg.get("lr_min", 0.0))
+    e, e_sgdr = 200, 150
+    total, total_sgdr = e * ITERS_PER_EPOCH, e_sgdr * ITERS_PER_EPOCH
+    rate = math.log(100.0) / total  # k = 1 ends at 1% of lr0
+
+    def tag(name: str) -> str:
+        return " — used in our runs" if name == used else ""
+
+    t0_it = t0 * ITERS_PER_EPOCH
+    return [
+        (f"poly (N={power:g}){tag('poly')}", e,
+         lambda k: schedules.poly(0.1, lr_end, power, k, total)),
+        (f"cosine{tag('cosine')}", e, lambda k: schedules.cosine(0.1, lr_end, k, total)),
+        (f"exponential (k=1 ends at 1% of lr0){tag('exponential')}", e,
+         lambda k: schedules.exponential(0.1, 0.0, rate, k, total)),
+        (f"SGDR (T0={t0:g}, Tmult={t_mult:g})", e_sgdr,
+         lambda k: schedules.sgdr(lr_max, lr_min, t0_it, t_mult, k, total_sgdr)),
+    ]  # fmt: skip
+
+
+def _lr_figure(params: dict[str, Any]) -> Figure:
+    ks = _ks(params)
+    fig = Figure(figsize=(7.0, 5.0), layout="constrained")
+    axes = fig.subplots(2, 2).ravel()
+    others = [k for k in ks if k != 1.0]
+    cmap = mpl.colormaps["viridis"]
+    colour = {k: cmap(0.15 + 0.75 * i / max(len(others) - 1, 1)) for i, k in enumerate(others)}
+    for ax, (title, epochs, make) in zip(axes, _schedule_panels(params), strict=True):
+        t = np.arange(0, epochs * ITERS_PER_EPOCH + 1, 10)
+        for k in ks:
+            f = make(k)
+            orig = k == 1.0
+            label = f"k = {k:g}" + (" (original)" if orig else "")
+            ax.plot(t / ITERS_PER_EPOCH, [f(x) for x in t], color="black" if orig else colour[k],
+                    lw=1.8 if orig else 1.0, zorder=3 if orig else 2, label=label)  # fmt: skip
+        ax.set(title=title, xlabel="epoch", ylabel="learning rate", xlim=(0, epochs))
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    fig.legend(
+        handles=axes[0].get_legend_handles_labels()[0],
+        loc="outside lower center",
+        ncol=min(len(ks), 6),
+    )
+    text = f"k-decay LR schedules, {ITERS_PER_EPOCH} iterations/epoch (k = 1: the original)"
+    fig.suptitle(figure_title(params, text))
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) error against k
+
+
+def _cell_rows(cells: pd.DataFrame, dataset: str, row: str) -> pd.DataFrame:
+    c = cells[(cells["dataset"] == dataset) & (cells["row"] == row)].copy()
+    for col in ("k", "n", "mean_error", "std_error"):
+        c[col] = pd.to_numeric(c[col], errors="coerce")
+    return c[np.isfinite(c["mean_error"])]
+
+
+def _ksweep_figure(params: dict[str, Any], cells: pd.DataFrame, appendix: pd.DataFrame) -> Figure:
+    ks, rows, datasets = _ks(params), row_names(params), params["datasets"]
+    colours = mpl.colormaps["tab10"].colors
+    if params.get("synthetic") is True:  # CIFAR numbers next to synthetic data mislead
+        appendix = appendix.iloc[0:0]
+    left = ks[0] - 0.5  # x of the paper's original-recipe markers
+    fig = Figure(figsize=(3.5 * len(datasets) + 0.2, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+    for ax, dataset in zip(axes, datasets, strict=True):
+        ours = 0
+        for i, row in enumerate(rows):
+            col, mk = colours[i % len(colours)], MARKERS[i % len(MARKERS)]
+            c = _cell_rows(cells, dataset, row)
+            kc = c[c["method"] != "original"].dropna(subset=["k"]).sort_values("k")
+            if len(kc):
+                yerr = np.where(kc["n"] >= 2, kc["std_error"].fillna(0), 0.0)
+                ax.errorbar(kc["k"], kc["mean_error"], yerr, color=col, marker=mk, ms=4, capsize=2)
+                ours += len(kc)
+            for y in c.loc[c["method"] == "original", "mean_error"]:
+                ax.axhline(y, color=col, ls="--", lw=0.9)
+            a = appendix[(appendix["dataset"] == dataset) & (appendix["row"] == row)]
+            for _, p in a.iterrows():
+                if np.isfinite(p["kdecay_err"]) and np.isfinite(p["k"]):
+                    dx = 0.04 * (i - (len(rows) - 1) / 2)  # equal paper values stay visible
+                    ax.plot(p["k"] + dx, p["kdecay_err"], mfc=col, **STAR)
+                if np.isfinite(p["original_err"]):
+                    ax.plot(left, p["original_err"], mec=col, **PAPER_ORIG)
+        if not ours:
+            _note(ax, "no runs yet" + (" (paper values only)" if len(appendix) else ""), 0.97)
+        ax.set(
+            title=DATASET_TITLES.get(dataset, dataset),
+            xlabel="k",
+            ylabel="final test error (%)",
+            xlim=(left - 0.3, ks[-1] + 0.3),
+        )
+        if len(appendix):
+            ax.set_xticks([left, *ks], ["paper\norig.", *(f"{k:g}" for k in ks)])
+        else:
+            ax.set_xticks(ks, [f"{k:g}" for k in ks])
+            ax.set_xlim(ks[0] - 0.3, ks[-1] + 0.3)
+        ax.grid(alpha=0.3)
+    handles = [
+        Line2D([], [], color=colours[i % len(colours)], marker=MARKERS[i % len(MARKERS)], ms=4)
+        for i in range(len(rows))
+    ]
+    labels = [*rows, "ours: k-decay (mean ± std over seeds)", "ours: original recipe"]
+    handles += [Line2D([], [], color="0.3", marker="o", ms=4), Line2D([], [], color="0.3", ls="--")]
+    if len(appendix):
+        labels += ["paper: k-decay at its k", "paper: original recipe"]
+        handles += [Line2D([], [], mfc="0.7", **STAR), Line2D([], [], mec="0.3", **PAPER_ORIG)]
+    fig.legend(handles, labels, loc="outside lower center", ncol=3)
+    fig.suptitle(figure_title(params, f"{datasets_title(params)}: final test error vs k"))
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# (c) training curves
+
+
+def _best_k(cells: pd.DataFrame, dataset: str, row: str) -> str | None:
+    c = _cell_rows(cells, dataset, row)
+    c = c[c["method"] != "original"]
+    return None if c.empty else str(c.loc[c["mean_error"].idxmin(), "method"])
+
+
+def _history(runs_root: Path, params: dict[str, Any], run: dict[str, Any]) -> pd.DataFrame | None:
+    """(epoch, test_error) of the smallest seed with a history.csv; evaluated epochs only."""
+    for seed in sorted(int(s) for s in params.get("seeds", [0])):
+        path = run_dir(runs_root, {**run, "seed": seed}) / "history.csv"
+        if path.is_file():
+            h = pd.read_csv(path)
+            h = h[["epoch", "test_error"]].apply(pd.to_numeric, errors="coerce")
+            h = h[np.isfinite(h["epoch"]) & np.isfinite(h["test_error"])]
+            return h if len(h) else None
+    return None
+
+
+def _curves_figure(params: dict[str, Any], cells: pd.DataFrame, runs_root: Path) -> Figure:
+    rows, datasets = row_names(params), params["datasets"]
+    fig = Figure(figsize=(3.5 * len(datasets), 1.55 * len(rows) + 0.6), layout="constrained")
+    axes = fig.subplots(len(rows), len(datasets), squeeze=False)
+    for i, row in enumerate(rows):
+        sgdr_row = is_original_sgdr(params["rows"][row])
+        base = "k1" if sgdr_row else "original"
+        for j, dataset in enumerate(datasets):
+            ax: Axes = axes[i][j]
+            best = _best_k(cells, dataset, row)
+            lines = [(base, "0.35", "k=1 (SGDR)" if sgdr_row else "original")]
+            if best == base:
+                lines = [(base, "tab:red", f"{lines[0][2]} = best k")]
+            elif best is not None:
+                lines.append((best, "tab:red", f"best k={best[1:]}"))
+            lo, hi = math.inf, -math.inf
+            for method, colour, label in lines:
+                h = _history(runs_root, params, {"dataset": dataset, "row": row, "method": method})
+                if h is None:
+                    continue
+                err = h["test_error"]
+                last = f"{err.iloc[-1]:.2f}% @ ep {h['epoch'].iloc[-1]:g}"
+                ax.plot(h["epoch"], err, color=colour, lw=1.0, label=f"{label}: {last}")
+                lo, hi = min(lo, err.min()), max(hi, err.max())
+            if math.isfinite(lo):
+                top = min(hi, 3 * lo + 5)  # clip the first epochs so the end stays readable
+                ax.set_ylim(max(0.0, lo - 0.05 * (top - lo) - 0.1), top + 0.05 * (top - lo) + 0.1)
+                ax.legend(loc="upper right", handlelength=1.5)
+            else:
+                _note(ax, "no runs yet", 0.6)
+                ax.set_yticks([])
+            ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)} / {row}")
+            ax.set_xlim(0, params["rows"][row].get("epochs", None))
+            ax.grid(alpha=0.3)
+            if i == len(rows) - 1:
+                ax.set_xlabel("epoch")
+            if j == 0:
+                ax.set_ylabel("test error (%)")
+    text = f"{datasets_title(params)}: test error during training (smallest seed)"
+    fig.suptitle(figure_title(params, text))
+    return fig
+
+
+def write_figures(
+    summary: Path, runs: Path, appendix: Path, out: Path, params_file: Path = Path("params.yaml")
+) -> list[Path]:
+    """Write lr_schedules, ksweep and curves (PDF + PNG each) into ``out``; return the paths.
+
+    Raises :class:`kdecay.config.ConfigError` when the summary, appendix or params file is
+    missing.
+    """
+    params = load_params(params_file)
+    _, cells = read_summary(Path(summary))
+    paper = load_appendix(Path(appendix))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    with mpl.rc_context(STYLE):
+        written += _save(_lr_figure(params), out, "lr_schedules")
+        written += _save(_ksweep_figure(params, cells, paper), out, "ksweep")
+        written += _save(_curves_figure(params, cells, Path(runs)), out, "curves")
+    return written

@@ -1,0 +1,285 @@
+"""Summary + the paper's appendix -> the regenerated tables (Markdown, LaTeX, CSV).
+
+One table per dataset, one line per appendix row: measured parameters (the printed value
+flagged where it differs by more than 5%), the paper's original and k-decay errors beside ours,
+our best k, and whether the paper's improvement over the original recipe is reproduced.
+Missing or diverged runs are written as such, never as a number.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from kdecay.aggregate import is_original_sgdr, read_summary
+from kdecay.config import ConfigError, load_params, method_dir
+from kdecay.runio import atomic_write_bytes
+
+DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+PARAMS_TOLERANCE = 0.05  # relative difference above which the printed parameter count is flagged
+
+COLUMNS = {
+    "model": "Model",
+    "config": "Config",
+    "params": "Params (ours)",
+    "paper_original": "Paper orig. err",
+    "ours_original": "Our orig. err",
+    "paper_kdecay": "Paper k-decay err (k)",
+    "ours_at_paper_k": "Our err at paper k",
+    "ours_best": "Our best k: err",
+    "reproduced": "Improvement reproduced?",
+}
+
+
+def load_appendix(path: Path) -> pd.DataFrame:
+    """The transcribed appendix tables (one line per dataset and row)."""
+    if not path.is_file():
+        raise ConfigError(f"appendix table {path} not found: it ships as paper/appendix_tables.csv")
+    return pd.read_csv(path)
+
+
+def _cell(cells: pd.DataFrame, dataset: str, row: str, method: str) -> dict[str, Any] | None:
+    hit = cells[(cells["dataset"] == dataset) & (cells["row"] == row) & (cells["method"] == method)]
+    return None if hit.empty else hit.iloc[0].to_dict()
+
+
+def format_cell(cell: dict[str, Any] | None) -> str:
+    """``4.12``, ``4.12 ± 0.08 (n=3)``, or the reason there is no number."""
+    if cell is None:
+        return "not run"
+    n, n_div, n_miss = int(cell["n"]), int(cell["n_diverged"]), int(cell["n_missing"])
+    total = n + n_div + n_miss
+    if n == 0:
+        return f"diverged ({n_div}/{total})" if n_div else f"missing ({n_miss}/{total})"
+    txt = f"{cell['mean_error']:.2f}"
+    if n >= 2:
+        txt += f" ± {cell['std_error']:.2f} (n={n})"
+    notes = [f"{n_div} diverged" if n_div else "", f"{n_miss} missing" if n_miss else ""]
+    notes = [x for x in notes if x]
+    return txt + (f" [{', '.join(notes)}]" if notes else "")
+
+
+def _mean(cell: dict[str, Any] | None) -> float:
+    return math.nan if cell is None or int(cell["n"]) == 0 else float(cell["mean_error"])
+
+
+def improvement(orig: dict[str, Any] | None, kd: dict[str, Any] | None) -> tuple[float, float]:
+    """(our original error - our k-decay error, its standard error; nan when < 2 seeds)."""
+    d = _mean(orig) - _mean(kd)
+    if orig is None or kd is None or min(int(orig["n"]), int(kd["n"])) < 2:
+        return d, math.nan
+    se = math.sqrt(orig["std_error"] ** 2 / orig["n"] + kd["std_error"] ** 2 / kd["n"])
+    return d, se
+
+
+def verdict(paper_gain: float, ours: float, spread: float) -> str:
+    """Is the paper's improvement reproduced? ``yes`` needs a gain beyond one standard error."""
+    if math.isnan(paper_gain):
+        return "n/a (paper's k-decay result not in the text)"
+    if math.isnan(ours):
+        return "n/a (runs missing)"
+    txt = f"{ours:+.2f}" + (f" ± {spread:.2f}" if not math.isnan(spread) else "")
+    txt += f" vs paper {paper_gain:+.2f}"
+    if ours <= 0:
+        return f"no ({txt})"
+    if not math.isnan(spread) and ours <= spread:
+        return f"unclear, within seed spread ({txt})"
+    return f"yes ({txt})"
+
+
+def _measured_params(
+    params: dict[str, Any], row: str, cell: dict[str, Any] | None, num_classes: int
+) -> float:
+    if cell is not None and not pd.isna(cell.get("params")):
+        return float(cell["params"])
+    from kdecay.models import build_from_spec, count_params  # only when no run recorded it
+
+    return float(count_params(build_from_spec(params["rows"][row]["model"], num_classes)))
+
+
+def build_table(
+    dataset: str, appendix: pd.DataFrame, cells: pd.DataFrame, params: dict[str, Any]
+) -> pd.DataFrame:
+    """The regenerated table of one dataset: display strings plus numeric companions."""
+    ks = [float(k) for k in params["kdecay"]["ks"]]
+    num_classes = 100 if dataset == "cifar100" else 10
+    app = appendix[appendix["dataset"] == dataset]
+    lines = []
+    for _, a in app.iterrows():
+        row = a["row"]
+        if row not in params["rows"]:
+            continue
+        sgdr = is_original_sgdr(params["rows"][row])
+        orig = _cell(cells, dataset, row, method_dir("kdecay", 1.0) if sgdr else "original")
+        k_cells = {k: _cell(cells, dataset, row, method_dir("kdecay", k)) for k in ks}
+        done = {k: c for k, c in k_cells.items() if c is not None and int(c["n"]) > 0}
+        best_k = min(done, key=lambda k: done[k]["mean_error"]) if done else None
+        paper_k = None if pd.isna(a["k"]) else float(a["k"])
+        at_paper = k_cells.get(paper_k) if paper_k is not None else None
+        measured = _measured_params(
+            params, row, orig or (done[best_k] if best_k else None), num_classes
+        )
+        printed = float(a["params_m_printed"]) * 1e6
+        params_txt = f"{measured / 1e6:.2f}M"
+        if abs(measured - printed) / printed > PARAMS_TOLERANCE:
+            params_txt += f" (printed {a['params_m_printed']:g}M)"
+        paper_gain = (
+            float(a["original_err"]) - float(a["kdecay_err"])
+            if not pd.isna(a["kdecay_err"])
+            else math.nan
+        )
+        ours_gain, spread = improvement(orig, at_paper)
+        if paper_k is None:
+            at_paper_txt = "n/a"
+        elif paper_k not in ks:
+            at_paper_txt = f"k={paper_k:g} not swept"
+        else:
+            at_paper_txt = format_cell(at_paper)
+        paper_orig_txt = f"{a['original_err']:.2f}"
+        if a["original_source"] != "appendix":
+            paper_orig_txt += f" [{a['original_source']}]"
+        lines.append(
+            {
+                "model": a["model"],
+                "config": str(a["config"]),
+                "params": params_txt,
+                "paper_original": paper_orig_txt,
+                "ours_original": format_cell(orig) + (" (SGDR, k=1)" if sgdr else ""),
+                "paper_kdecay": (
+                    "not in text"
+                    if pd.isna(a["kdecay_err"])
+                    else f"{a['kdecay_err']:.2f} (k={a['k']:g})"
+                ),
+                "ours_at_paper_k": at_paper_txt,
+                "ours_best": (
+                    f"k={best_k:g}: {done[best_k]['mean_error']:.2f}"
+                    if best_k is not None
+                    else "no completed run"
+                ),
+                "reproduced": verdict(paper_gain, ours_gain, spread),
+                # numeric companions for the CSV
+                "row": row,
+                "params_measured": measured,
+                "params_printed": printed,
+                "paper_original_err": float(a["original_err"]),
+                "our_original_err": _mean(orig),
+                "paper_kdecay_err": float(a["kdecay_err"])
+                if not pd.isna(a["kdecay_err"])
+                else math.nan,
+                "paper_k": paper_k if paper_k is not None else math.nan,
+                "our_err_at_paper_k": _mean(at_paper),
+                "our_best_k": best_k if best_k is not None else math.nan,
+                "our_best_err": done[best_k]["mean_error"] if best_k is not None else math.nan,
+                "our_improvement": ours_gain,
+                "our_improvement_se": spread,
+                "paper_improvement": paper_gain,
+            }
+        )
+    return pd.DataFrame(lines)
+
+
+def footnotes(dataset: str, appendix: pd.DataFrame) -> list[str]:
+    """The appendix's own notes plus flaws found by comparing its lines."""
+    app = appendix[appendix["dataset"] == dataset]
+    notes = [
+        f"{r['model']} {r['config']}: {r['note']}"
+        for _, r in app.iterrows()
+        if isinstance(r["note"], str) and r["note"]
+    ]
+    printed = app.dropna(subset=["kdecay_err"])
+    for (err, k), g in printed.groupby(["kdecay_err", "k"]):
+        if len(g) > 1:
+            names = " and ".join(f"{m} {c}" for m, c in zip(g["model"], g["config"], strict=True))
+            notes.append(
+                f"the paper prints the same k-decay result {err:.2f} at k = {k:g} for "
+                f"{names}: probably a transcription error in the paper"
+            )
+    return notes
+
+
+def to_markdown(table: pd.DataFrame, title: str, notes: list[str]) -> str:
+    """A GitHub-flavoured Markdown table with a title and footnotes."""
+    head = list(COLUMNS.values())
+    out = [
+        f"### {title}",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+    ]
+    out += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for _, r in table.iterrows()]
+    out += [""] + [f"- {n}" for n in notes]
+    return "\n".join(out) + "\n"
+
+
+def _tex_escape(s: str) -> str:
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+        ("±", r"$\pm$"),
+        ("≥", r"$\geq$"),
+    ):
+        s = s.replace(a, b)
+    return s
+
+
+def to_latex(table: pd.DataFrame, title: str, notes: list[str]) -> str:
+    """A booktabs LaTeX table (needs \\usepackage{booktabs})."""
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering\scriptsize",
+        rf"\caption{{{_tex_escape(title)}}}",
+        r"\begin{tabular}{" + "l" * len(COLUMNS) + "}",
+        r"\toprule",
+        " & ".join(_tex_escape(h) for h in COLUMNS.values()) + r" \\",
+        r"\midrule",
+    ]
+    lines += [
+        " & ".join(_tex_escape(str(r[c])) for c in COLUMNS) + r" \\" for _, r in table.iterrows()
+    ]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += (
+        [r"\par\smallskip\parbox{\linewidth}{" + "; ".join(_tex_escape(n) for n in notes) + "}"]
+        if notes
+        else []
+    )
+    lines += [r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(
+    summary: Path, appendix_path: Path, out: Path, params_file: Path = Path("params.yaml")
+) -> list[Path]:
+    """Write ``<dataset>.{md,tex,csv}`` per dataset and ``tables.md`` with all of them."""
+    params = load_params(params_file)
+    _, cells = read_summary(summary)
+    appendix = load_appendix(appendix_path)
+    prefix = "SYNTHETIC DATA (smoke run, not CIFAR): " if params.get("synthetic") else ""
+    written, combined = [], []
+    for dataset in params.get("datasets", []):
+        table = build_table(dataset, appendix, cells, params)
+        title = (
+            f"{prefix}{DATASET_TITLES.get(dataset, dataset)} test error (%), "
+            "paper vs this reproduction"
+        )
+        notes = footnotes(dataset, appendix)
+        md = to_markdown(table, title, notes)
+        combined.append(md)
+        for suffix, text in (
+            ("md", md),
+            ("tex", to_latex(table, title, notes)),
+            ("csv", table.to_csv(index=False, float_format="%.4f")),
+        ):
+            path = out / f"{dataset}.{suffix}"
+            atomic_write_bytes(path, text.encode())
+            written.append(path)
+    atomic_write_bytes(out / "tables.md", "\n".join(combined).encode())
+    written.append(out / "tables.md")
+    print("\n".join(combined))
+    print(f"tables: wrote {len(written)} files under {out}")
+    return written

@@ -1,0 +1,146 @@
+"""The figures: every PDF/PNG is written and valid, with partial, diverged and missing runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import pytest
+import yaml
+
+from kdecay.aggregate import aggregate, run_dir
+from kdecay.config import ConfigError, load_params
+from kdecay.figures import SYNTHETIC_PREFIX, _lr_figure, figure_title, write_figures
+from kdecay.runio import write_history, write_json
+
+REPO = Path(__file__).resolve().parents[1]
+APPENDIX = REPO / "paper" / "appendix_tables.csv"
+NAMES = ("lr_schedules", "ksweep", "curves")
+ROWS = ("preact_resnet110", "wrn16_8", "wrn28_10_sgdr")  # fewer panels keep the tests fast
+
+
+def _params(tmp_path: Path, **changes: object) -> Path:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["kdecay"]["ks"] = [1, 2, 3]
+    params["seeds"] = [0, 1]
+    params["rows"] = {r: params["rows"][r] for r in ROWS}
+    params.update(changes)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def _run(
+    runs: Path,
+    dataset: str,
+    row: str,
+    method: str,
+    seed: int,
+    final: float,
+    status: str = "completed",
+    epochs: int = 10,
+) -> None:
+    folder = run_dir(runs, {"dataset": dataset, "row": row, "method": method, "seed": seed})
+    history = [
+        {
+            "epoch": e,
+            "lr": 0.1,
+            "train_loss": 1.0,
+            "train_error": 50.0,
+            "test_loss": 1.0,
+            "seconds": 1.0,
+            # every other epoch unevaluated (empty test_error), the last one always
+            "test_error": (final + 40.0 / e) if (e % 2 == 0 or e == epochs) else None,
+        }
+        for e in range(1, epochs + 1)
+    ]
+    if status == "diverged":
+        history[-1].update(train_loss=float("nan"), test_error=None, test_loss=None)
+    write_history(folder / "history.csv", history)
+    done = status == "completed"
+    write_json(
+        folder / "metrics.json",
+        {
+            "status": status,
+            "final_test_error": history[-1]["test_error"] if done else None,
+            "best_test_error": final if done else None,
+            "best_epoch": epochs,
+            "params": 1000,
+            "epochs": epochs,
+            "epochs_completed": epochs if done else epochs - 1,
+            "diverged_epoch": None if done else epochs,
+            "wall_seconds": 1.0,
+            "images_per_second": 10.0,
+            "device": "cpu",
+            "config_hash": "0" * 16,
+        },
+    )
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    _run(root, "cifar10", "wrn16_8", "original", 0, 4.8)
+    _run(root, "cifar10", "wrn16_8", "original", 1, 4.9)
+    _run(root, "cifar10", "wrn16_8", "k1", 0, 4.5)
+    _run(root, "cifar10", "wrn16_8", "k1", 1, 4.7)  # n = 2: an error bar
+    _run(root, "cifar10", "wrn16_8", "k2", 1, 4.0)  # only seed 1: curves must fall back to it
+    _run(root, "cifar10", "wrn16_8", "k3", 0, 0.0, status="diverged")
+    _run(root, "cifar10", "wrn28_10_sgdr", "k1", 0, 3.9)
+    _run(root, "cifar10", "wrn28_10_sgdr", "k2", 0, 3.7)
+    _run(root, "cifar100", "preact_resnet110", "k3", 0, 24.0)  # no original run
+    return root
+
+
+def _check(paths: list[Path], out: Path) -> None:
+    assert sorted(paths) == sorted(out / f"{n}.{e}" for n in NAMES for e in ("pdf", "png"))
+    for p in paths:
+        data = p.read_bytes()
+        assert len(data) > 1000, p
+        if p.suffix == ".png":
+            assert data.startswith(b"\x89PNG\r\n\x1a\n")
+            img = mpimg.imread(p)
+            assert img.ndim == 3 and 300 < img.shape[1] < 3000 and 200 < img.shape[0] < 4000
+        else:
+            assert data.startswith(b"%PDF")
+
+
+def test_figures_with_partial_diverged_and_missing_runs(tmp_path: Path, runs: Path) -> None:
+    params = _params(tmp_path)
+    summary = tmp_path / "summary.csv"
+    aggregate(runs, summary, params)
+    out = tmp_path / "figs"
+    _check(write_figures(summary, runs, APPENDIX, out, params_file=params), out)
+
+
+def test_figures_without_any_run(tmp_path: Path) -> None:
+    params = _params(tmp_path, synthetic=True)
+    summary = tmp_path / "summary.csv"
+    aggregate(tmp_path / "none", summary, params)
+    out = tmp_path / "figs"
+    _check(write_figures(summary, tmp_path / "none", APPENDIX, out, params_file=params), out)
+
+
+def test_figure_title_marks_synthetic_data() -> None:
+    assert figure_title({"synthetic": True}, "CIFAR-10").startswith(SYNTHETIC_PREFIX)
+    assert figure_title({}, "CIFAR-10") == "CIFAR-10"
+    assert figure_title({"synthetic": False}, "x") == "x"
+
+
+def test_synthetic_flag_reaches_the_figure(tmp_path: Path) -> None:
+    synthetic = _lr_figure(load_params(_params(tmp_path, synthetic=True)))
+    assert synthetic.get_suptitle().startswith(SYNTHETIC_PREFIX)
+    real = _lr_figure(load_params(_params(tmp_path)))
+    assert "SYNTHETIC" not in real.get_suptitle()
+
+
+def test_missing_inputs_raise_config_error(tmp_path: Path, runs: Path) -> None:
+    params = _params(tmp_path)
+    with pytest.raises(ConfigError, match="summary"):
+        write_figures(tmp_path / "nope.csv", runs, APPENDIX, tmp_path / "f", params_file=params)
+    summary = tmp_path / "summary.csv"
+    aggregate(runs, summary, params)
+    with pytest.raises(ConfigError, match=r"nope_appendix\.csv"):
+        write_figures(
+            summary, runs, tmp_path / "nope_appendix.csv", tmp_path / "f", params_file=params
+        )
