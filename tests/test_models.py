@@ -332,3 +332,15 @@ def test_build_from_spec_name_and_family() -> None:
 def test_build_from_spec_errors(spec, pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
         build_from_spec(spec, num_classes=10)
+
+
+def test_base_width_builds_thinner_versions_and_is_validated():
+    from kdecay.models import preact_resnet, wide_resnet
+
+    assert count_params(preact_resnet(8, base_width=8)) < count_params(preact_resnet(8)) / 3
+    assert count_params(wide_resnet(10, 1, base_width=8)) < count_params(wide_resnet(10, 1)) / 3
+    assert count_params(build_model("wrn16_8")) == count_params(wide_resnet(16, 8, base_width=16))
+    with pytest.raises(ValueError, match="base_width"):
+        preact_resnet(8, base_width=0)
+    with pytest.raises(ValueError, match="base_width"):
+        wide_resnet(10, 1, base_width=-4)

@@ -168,7 +168,9 @@ def check_positive_int(name: str, value: object) -> int:
     return value
 
 
-def preact_resnet(depth: int, num_classes: int = 10, bottleneck: bool = False) -> PreActResNet:
+def preact_resnet(
+    depth: int, num_classes: int = 10, bottleneck: bool = False, base_width: int = 16
+) -> PreActResNet:
     """Build a CIFAR pre-activation ResNet (He et al. 2016, arXiv:1603.05027).
 
     Args:
@@ -177,8 +179,11 @@ def preact_resnet(depth: int, num_classes: int = 10, bottleneck: bool = False) -
         num_classes: size of the classifier output.
         bottleneck: use bottleneck units (output widths 64/128/256) instead of basic units
             (widths 16/32/64).
+        base_width: width of the first stage (16 in the paper; smaller values only make tiny
+            versions for tests and the smoke run); the stages are base x 1/2/4.
     """
     check_positive_int("num_classes", num_classes)
+    check_positive_int("base_width", base_width)
     if not isinstance(bottleneck, bool):
         raise ValueError(f"bottleneck must be a bool, got {bottleneck!r}")
     per_block = 9 if bottleneck else 6
@@ -195,4 +200,5 @@ def preact_resnet(depth: int, num_classes: int = 10, bottleneck: bool = False) -
         )
     n = (depth - 2) // per_block
     block = PreActBottleneck if bottleneck else PreActBasicBlock
-    return PreActResNet(block, n, num_classes=num_classes)
+    widths = (base_width, 2 * base_width, 4 * base_width)
+    return PreActResNet(block, n, num_classes=num_classes, widths=widths)

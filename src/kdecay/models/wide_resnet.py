@@ -59,13 +59,18 @@ class WideResNet(nn.Module):
     """WRN-depth-k for 32x32 inputs (Zagoruyko & Komodakis 2016); see the module docstring."""
 
     def __init__(
-        self, depth: int, widen_factor: int, num_classes: int = 10, dropout: float = 0.0
+        self,
+        depth: int,
+        widen_factor: int,
+        num_classes: int = 10,
+        dropout: float = 0.0,
+        base_width: int = 16,
     ) -> None:
         super().__init__()
         n = (depth - 4) // 6
-        widths = (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
-        self.conv1 = conv3x3(3, 16)
-        in_channels = 16
+        widths = tuple(base_width * m * widen_factor for m in (1, 2, 4))
+        self.conv1 = conv3x3(3, base_width)
+        in_channels = base_width
         groups = []
         for i, width in enumerate(widths):
             stride = 1 if i == 0 else 2
@@ -90,7 +95,11 @@ class WideResNet(nn.Module):
 
 
 def wide_resnet(
-    depth: int, widen_factor: int, num_classes: int = 10, dropout: float = 0.0
+    depth: int,
+    widen_factor: int,
+    num_classes: int = 10,
+    dropout: float = 0.0,
+    base_width: int = 16,
 ) -> WideResNet:
     """Build WRN-``depth``-``widen_factor`` (Zagoruyko & Komodakis 2016, arXiv:1605.07146).
 
@@ -99,6 +108,8 @@ def wide_resnet(
         widen_factor: width multiplier ``k`` (positive int); group widths are 16k/32k/64k.
         num_classes: size of the classifier output.
         dropout: dropout probability between the two convolutions of a block, in ``[0, 1)``.
+        base_width: stem width and the 16 of 16k/32k/64k (16 in the paper; smaller values
+            only make tiny versions for tests and the smoke run).
     """
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
         raise ValueError(
@@ -106,7 +117,10 @@ def wide_resnet(
             f"(e.g. 16, 28, 40), got {depth!r}"
         )
     check_positive_int("widen_factor", widen_factor)
+    check_positive_int("base_width", base_width)
     check_positive_int("num_classes", num_classes)
     if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
-    return WideResNet(depth, widen_factor, num_classes=num_classes, dropout=float(dropout))
+    return WideResNet(
+        depth, widen_factor, num_classes=num_classes, dropout=float(dropout), base_width=base_width
+    )
