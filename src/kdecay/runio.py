@@ -1,0 +1,72 @@
+"""Atomic files of a run: metrics.json, history.csv and checkpoints.
+
+Every write goes to a temporary file in the same folder and is renamed over the target, so a
+kill -9 at any moment leaves either the old or the new file, never a torn one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+HISTORY_COLUMNS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_error",
+    "test_loss",
+    "test_error",
+    "seconds",
+)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary sibling file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: dict[str, Any]) -> None:
+    """Atomically write a JSON object (pretty-printed, keys in insertion order)."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def write_history(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Atomically write the per-epoch history as CSV with :data:`HISTORY_COLUMNS`."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in HISTORY_COLUMNS})
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Atomically ``torch.save`` a checkpoint (tensors, numbers, strings, lists, dicts only)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """Load a checkpoint with ``weights_only=True``; None when there is none."""
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
