@@ -159,7 +159,11 @@ def build_table(
                     if best_k is not None
                     else "no completed run"
                 ),
-                "reproduced": verdict(paper_gain, ours_gain, spread),
+                "reproduced": (
+                    f"n/a (paper's k={paper_k:g} not in kdecay.ks)"
+                    if paper_k is not None and paper_k not in ks
+                    else verdict(paper_gain, ours_gain, spread)
+                ),
                 # numeric companions for the CSV
                 "row": row,
                 "params_measured": measured,
