@@ -1,0 +1,154 @@
+"""``kdecay bench`` on the CPU with the smoke params' tiny models (batch 16, 2 timed steps):
+report files, consistency of every derived number, the sweep estimate, errors, and the CLI.
+Timings are never asserted (the machine is shared)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kdecay.aggregate import expected_runs
+from kdecay.bench import EPOCH_IMAGES, run_bench, select_targets
+from kdecay.cli import main as cli_main
+from kdecay.config import ConfigError, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "params.smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny_params(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke params (tiny members of every model family, all six rows) at batch 16."""
+    params = load_params(SMOKE)
+    for row in params["rows"].values():
+        row["batch_size"] = 16
+    path = tmp_path_factory.mktemp("bench_params") / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bench_run(
+    tiny_params: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, Any], Path, list[str]]:
+    out = tmp_path_factory.mktemp("bench_out")
+    lines: list[str] = []
+    report = run_bench(
+        models=None,
+        device="cpu",
+        steps=2,
+        warmup=1,
+        out_dir=out,
+        params_file=tiny_params,
+        shared=2,
+        log=lines.append,
+    )
+    return report, out, lines
+
+
+def test_report_files_and_numbers(bench_run: tuple[dict[str, Any], Path, list[str]]) -> None:
+    report, out, lines = bench_run
+    assert (out / "bench.md").is_file()
+    data = json.loads((out / "bench.json").read_text())
+    assert data == json.loads(json.dumps(report))
+
+    # the five distinct architectures; wrn28_10_sgdr shares wrn28_10's model and is benched once
+    names = [m["name"] for m in data["models"]]
+    assert names == [
+        "preact_resnet110",
+        "preact_resnet164",
+        "wrn16_8",
+        "wrn28_10",
+        "densenet_bc100_k12",
+    ]
+    assert data["models"][3]["rows"] == ["wrn28_10", "wrn28_10_sgdr"]
+    assert sum(1 for line in lines if line.startswith("[bench] ") and "img/s, ratio" in line) == 5
+
+    peak = data["peak"]["flops"]
+    assert peak > 0 and "fp32" in data["peak"]["method"]
+    for m in data["models"]:
+        assert m["params"] > 0 and m["forward_macs"] > 0 and m["batch_size"] == 16
+        for kind in ("ours", "standard"):
+            r = m[kind]
+            assert r["images_per_s"] > 0
+            assert r["seconds_per_epoch"] == pytest.approx(EPOCH_IMAGES / r["images_per_s"])
+            mfu = 3 * m["forward_macs"] * 2 * r["images_per_s"] / peak
+            assert r["mfu"] == pytest.approx(mfu)
+            assert r["peak_memory_bytes"] is None  # CPU: no device memory counter
+            assert math.isfinite(r["last_loss"])
+        ours, std = m["ours"]["images_per_s"], m["standard"]["images_per_s"]
+        assert m["ratio"] == pytest.approx(ours / std)
+        assert m["ours"]["precision"] == "fp32" and m["ours"]["channels_last"] is False
+
+    assert data["device"]["type"] == "cpu"
+    assert data["settings"]["steps"] == 2 and data["settings"]["warmup"] == 1
+    assert data["shared"] == {"skipped": "shared-GPU test needs CUDA; not run on the CPU"}
+
+    md = (out / "bench.md").read_text()
+    assert "| preact_resnet110 |" in md and "CPU-hours, not GPU-hours" in md and "n/a" in md
+
+
+def test_sweep_estimate_is_epochs_times_seconds_per_epoch(
+    bench_run: tuple[dict[str, Any], Path, list[str]], tiny_params: Path
+) -> None:
+    _, out, _ = bench_run
+    data = json.loads((out / "bench.json").read_text())
+    params = load_params(tiny_params)
+    by_row = {row: m for m in data["models"] for row in m["rows"]}
+    runs = expected_runs(params)
+    for kind in ("ours", "standard"):
+        hours = sum(
+            params["rows"][r["row"]]["epochs"] * by_row[r["row"]][kind]["seconds_per_epoch"]
+            for r in runs
+        )
+        assert data["sweep"][f"{kind}_hours"] == pytest.approx(hours / 3600)
+    sweep = data["sweep"]
+    assert sweep["complete"] and sweep["runs_total"] == sweep["runs_covered"] == len(runs)
+    assert sweep["unit"] == "CPU-hours" and sweep["measured_on"] == "cpu"
+
+
+def test_select_targets_on_the_real_params() -> None:
+    params = load_params(ROOT / "params.yaml")
+    targets = select_targets(params, None)
+    assert [t.name for t in targets] == [
+        "preact_resnet110",
+        "preact_resnet164",
+        "wrn16_8",
+        "wrn28_10",
+        "densenet_bc100_k12",
+    ]
+    # a registry model name and the row that shares it select the same single target
+    for name in ("wrn28_10", "wrn28_10_sgdr"):
+        (t,) = select_targets(params, [name])
+        assert t.rows == ["wrn28_10", "wrn28_10_sgdr"] and t.spec.batch_size == 128
+
+
+def test_bad_options(tiny_params: Path, tmp_path: Path) -> None:
+    kw: dict[str, Any] = {"device": "cpu", "out_dir": tmp_path, "params_file": tiny_params}
+    with pytest.raises(ConfigError, match=r"resnet_999.*preact_resnet110.*densenet_bc100_k12"):
+        run_bench(models=["resnet_999"], steps=1, warmup=0, **kw)
+    with pytest.raises(ConfigError, match="--steps"):
+        run_bench(models=None, steps=0, warmup=0, **kw)
+    with pytest.raises(ConfigError, match="--warmup"):
+        run_bench(models=None, steps=1, warmup=-1, **kw)
+    assert not (tmp_path / "bench.json").exists()
+
+
+def test_cli(tiny_params: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench"
+    argv = ["bench", "--device", "cpu", "--steps", "1", "--warmup", "0"]
+    argv += ["--models", "wrn16_8", "--params", str(tiny_params), "--out", str(out)]
+    assert cli_main(argv) == 0
+    data = json.loads((out / "bench.json").read_text())
+    assert [m["name"] for m in data["models"]] == ["wrn16_8"]
+    assert not data["sweep"]["complete"] and data["sweep"]["runs_covered"] > 0
+    assert "wrn16_8" in capsys.readouterr().out
+
+    bad = [*argv[:7], "--models", "nope", "--params", str(tiny_params), "--out", str(out)]
+    assert cli_main(bad) == 2
+    assert "unknown model/row 'nope'" in capsys.readouterr().err
