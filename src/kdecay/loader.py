@@ -28,7 +28,6 @@ __all__ = [
     "augment",
     "crop_flip",
     "draw_augmentation",
-    "eval_batches",
     "normalize",
 ]
 
@@ -433,17 +432,3 @@ class EvalLoader:
         for lo in range(0, self.num_samples, self.batch_size):
             hi = lo + self.batch_size
             yield self._normalize(self._images[lo:hi]), self._labels[lo:hi]
-
-
-def eval_batches(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    mean: Sequence[float],
-    std: Sequence[float],
-    device: torch.device | str = "cpu",
-    batch_size: int = 1000,
-    channels_last: bool = False,
-    dtype: torch.dtype = torch.float32,
-) -> EvalLoader:
-    """Shorthand for :class:`EvalLoader` (no augmentation, large batches, normalised)."""
-    return EvalLoader(images, labels, mean, std, device, batch_size, channels_last, dtype)
