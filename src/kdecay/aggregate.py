@@ -37,6 +37,17 @@ RUN_COLUMNS = [
     "device",
     "config_hash",
 ]
+INT_COLUMNS = [
+    "seed",
+    "best_epoch",
+    "params",
+    "epochs",
+    "epochs_completed",
+    "diverged_epoch",
+    "n",
+    "n_diverged",
+    "n_missing",
+]
 CELL_COLUMNS = [
     "kind",
     "dataset",
@@ -154,6 +165,8 @@ def aggregate(runs_root: Path, out: Path, params_file: Path = Path("params.yaml"
     params = load_params(params_file)
     runs = collect(runs_root, params)
     summary = pd.concat([runs, cells(runs)], ignore_index=True, sort=False)
+    for col in INT_COLUMNS:
+        summary[col] = pd.to_numeric(summary[col]).round().astype("Int64")
     atomic_write_bytes(out, summary.to_csv(index=False, float_format="%.4f").encode())
     done = int((runs["status"] == "completed").sum())
     print(
