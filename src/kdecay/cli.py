@@ -201,10 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=50, help="timed steps per model")
     p.add_argument("--warmup", type=int, default=10, help="untimed warm-up steps")
     p.add_argument("--out", type=Path, default=Path("results/bench"))
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile our pipeline (default: train.compile of params)")
-    p.add_argument("--shared", type=int, default=0,
-                   help="GPU only: also measure 1..N processes sharing one GPU")
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile our pipeline (default: train.compile of params)",
+    )
+    p.add_argument(
+        "--shared",
+        type=int,
+        default=0,
+        help="GPU only: also measure 1..N processes sharing one GPU",
+    )
     _params_arg(p)
     p.set_defaults(func=_cmd_bench)
     return parser
