@@ -34,6 +34,7 @@ from torch import nn
 __all__ = [
     "PreActBasicBlock",
     "PreActBottleneck",
+    "PreActClassifier",
     "PreActResNet",
     "conv1x1",
     "conv3x3",
@@ -125,7 +126,30 @@ class PreActBottleneck(nn.Module):
         return out + identity
 
 
-class PreActResNet(nn.Module):
+class PreActClassifier(nn.Module):
+    """Base of the pre-activation networks: final ``BN-ReLU``, global average pool, linear.
+
+    Subclasses build their trunk, call :meth:`_init_head` with its output width, and map an
+    input to trunk features in :meth:`features`.
+    """
+
+    def _init_head(self, in_channels: int, num_classes: int) -> None:
+        self.bn_final = nn.BatchNorm2d(in_channels)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(in_channels, num_classes)
+        self.num_features = in_channels
+        he_init_(self)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Trunk output before the final ``BN-ReLU``."""
+        raise TypeError(f"{type(self).__name__} must define features()")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn_final(self.features(x)))
+        return self.fc(torch.flatten(self.pool(out), 1))
+
+
+class PreActResNet(PreActClassifier):
     """CIFAR pre-activation ResNet (He et al., ECCV 2016); see the module docstring."""
 
     def __init__(
@@ -147,18 +171,10 @@ class PreActResNet(nn.Module):
                 in_channels = width * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.stage1, self.stage2, self.stage3 = stages
-        self.bn_final = nn.BatchNorm2d(in_channels)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_channels, num_classes)
-        self.num_features = in_channels
-        he_init_(self)
+        self._init_head(in_channels, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)
-        out = self.stage3(self.stage2(self.stage1(out)))
-        out = F.relu(self.bn_final(out))
-        out = torch.flatten(self.pool(out), 1)
-        return self.fc(out)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stage3(self.stage2(self.stage1(self.conv1(x))))
 
 
 def check_positive_int(name: str, value: object) -> int:

@@ -25,7 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdecay.models.preact_resnet import check_positive_int, conv1x1, conv3x3, he_init_
+from kdecay.models.preact_resnet import (
+    PreActClassifier,
+    check_positive_int,
+    conv1x1,
+    conv3x3,
+)
 
 __all__ = ["WideBasicBlock", "WideResNet", "wide_resnet"]
 
@@ -55,7 +60,7 @@ class WideBasicBlock(nn.Module):
         return out + identity
 
 
-class WideResNet(nn.Module):
+class WideResNet(PreActClassifier):
     """WRN-depth-k for 32x32 inputs (Zagoruyko & Komodakis 2016); see the module docstring."""
 
     def __init__(
@@ -80,18 +85,10 @@ class WideResNet(nn.Module):
                 in_channels = width
             groups.append(nn.Sequential(*blocks))
         self.group1, self.group2, self.group3 = groups
-        self.bn_final = nn.BatchNorm2d(in_channels)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_channels, num_classes)
-        self.num_features = in_channels
-        he_init_(self)
+        self._init_head(in_channels, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)
-        out = self.group3(self.group2(self.group1(out)))
-        out = F.relu(self.bn_final(out))
-        out = torch.flatten(self.pool(out), 1)
-        return self.fc(out)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.group3(self.group2(self.group1(self.conv1(x))))
 
 
 def wide_resnet(
