@@ -128,6 +128,7 @@ def test_run_learns_and_writes_metrics(workspace: Path):
         "torch_version",
         "cuda_version",
         "git_commit",
+        "git_dirty",
         "config_hash",
         "final_train_loss",
     ):

@@ -50,14 +50,23 @@ def estimated_cpu_hours(macs_per_image: int, images_per_epoch: int, epochs: int)
     return 3 * macs_per_image * images_per_epoch * epochs / CPU_MACS_PER_SECOND / 3600
 
 
-def _git_commit() -> str:
-    try:
+def code_version() -> dict[str, Any]:
+    """Commit of the checkout this package runs from, and whether its tracked files differ."""
+    here = str(Path(__file__).resolve().parent)
+
+    def git(*args: str) -> str:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+            ["git", "-C", here, *args], capture_output=True, text=True, timeout=10, check=True
         )
         return out.stdout.strip()
+
+    try:
+        return {
+            "git_commit": git("rev-parse", "HEAD"),
+            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        }
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return {"git_commit": "unknown", "git_dirty": None}
 
 
 def _fmt_seconds(s: float) -> str:
@@ -268,7 +277,7 @@ def train_run(spec: RunSpec, out_dir: Path, log: Callable[[str], None] = print) 
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda,
         "kdecay_version": __version__,
-        "git_commit": _git_commit(),
+        **code_version(),
         "config_hash": spec.config_hash(),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
