@@ -1,4 +1,4 @@
-"""Throughput of :class:`kdecay.loader.GpuLoader` against the usual torchvision pipeline.
+"""Throughput of :class:`kdecay.data.loader.GpuLoader` against the usual torchvision pipeline.
 
 Both produce augmented, normalised training batches of the same synthetic CIFAR-10 images:
 
@@ -19,53 +19,27 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
-import torchvision.transforms as T
-from PIL import Image
 
-from kdecay.loader import GpuLoader
-from kdecay.prepare import channel_stats
-from kdecay.synth import generate
-
-
-class PilDataset(torch.utils.data.Dataset):
-    """CIFAR-style dataset: ``uint8`` HWC arrays -> PIL image -> ``transform``."""
-
-    def __init__(self, images_hwc: np.ndarray, labels: np.ndarray, transform: Any) -> None:
-        self.images = images_hwc
-        self.labels = labels
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
-
-
-def _forever(loader: Iterable[Any]) -> Iterator[Any]:
-    while True:
-        yield from loader
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from kdecay.bench.pipelines import standard_loader
+from kdecay.bench.timing import cycle, sync
+from kdecay.data.loader import GpuLoader
+from kdecay.data.prepare import PreparedData, channel_stats
+from kdecay.data.synth import generate
 
 
 def _time_batches(batches: Iterator[Any], n: int, warmup: int, device: torch.device) -> float:
     """Batches per second over ``n`` batches after ``warmup`` batches."""
     for x, y in itertools.islice(batches, warmup):
         _ = (x.to(device, non_blocking=True), y.to(device, non_blocking=True))
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for x, y in itertools.islice(batches, n):
         _ = (x.to(device, non_blocking=True), y.to(device, non_blocking=True))
-    _sync(device)
+    sync(device)
     return n / (time.perf_counter() - start)
 
 
@@ -96,30 +70,10 @@ def run(
         padding_mode=padding_mode,
         channels_last=channels_last,
     )
-    ours = _time_batches(_forever(gpu_loader), batches, warmup, device)
-
-    tv_padding = "constant" if padding_mode == "zeros" else "reflect"
-    transform = T.Compose(
-        [
-            T.RandomCrop(32, padding=4, padding_mode=tv_padding),
-            T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            T.Normalize(mean, std),
-        ]
-    )
-    dataset = PilDataset(
-        data.train_images.transpose(0, 2, 3, 1).copy(), data.train_labels, transform
-    )
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
-        drop_last=False,
-    )
-    theirs = _time_batches(_forever(loader), batches, warmup, device)
+    ours = _time_batches(cycle(gpu_loader), batches, warmup, device)
+    prepared = PreparedData(images, labels, images[:1], labels[:1], [], mean, std)
+    loader = standard_loader(prepared, batch_size, workers, device.type == "cuda", padding_mode)
+    theirs = _time_batches(cycle(loader), batches, warmup, device)
     return {"gpu_loader": ours, "torchvision": theirs, "ratio": ours / theirs}
 
 

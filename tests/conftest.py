@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kdecay.synth import make_archive
+from kdecay.data.synth import make_archive
 
 SYNTH_TRAIN = 500
 SYNTH_TEST = 100

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from kdecay.aggregate import expected_runs
 from kdecay.bench import EPOCH_IMAGES, run_bench, select_targets
 from kdecay.cli import main as cli_main
 from kdecay.config import ConfigError, load_params
+from kdecay.report.aggregate import expected_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "params.smoke.yaml"

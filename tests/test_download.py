@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from kdecay import prepare as prepare_module
-from kdecay.datasets import (
+from kdecay.data import archive as archive_module
+from kdecay.data.datasets import (
     DATASETS,
     DataError,
     UnknownDatasetError,
     get_dataset_info,
 )
-from kdecay.download import download, file_md5
-from kdecay.prepare import load_prepared, prepare, prepared_path
-from kdecay.synth import generate
+from kdecay.data.download import download, file_md5
+from kdecay.data.prepare import load_prepared, prepare, prepared_path
+from kdecay.data.synth import generate
 
 DATASET_NAMES = ("cifar10", "cifar100")
 
@@ -233,8 +233,8 @@ def test_prepare_checks_md5_before_unpickling(
     def no_unpickling(*args: object, **kwargs: object) -> None:
         raise AssertionError("unpickled before the md5 check")
 
-    monkeypatch.setattr(prepare_module, "_load_pickle", no_unpickling)
-    monkeypatch.setattr(prepare_module, "_safe_extract", no_unpickling)
+    monkeypatch.setattr(archive_module, "load_pickle", no_unpickling)
+    monkeypatch.setattr(archive_module, "safe_extract", no_unpickling)
     with pytest.raises(DataError) as info:
         prepare("cifar10", tmp_path, tmp_path / "out")  # official md5 expected
     message = str(info.value)

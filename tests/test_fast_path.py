@@ -35,9 +35,9 @@ import torch
 from torch import nn
 
 from kdecay.config import resolve_run
+from kdecay.data.prepare import PreparedData
 from kdecay.models import build_from_spec
-from kdecay.prepare import PreparedData
-from kdecay.train import Trainer
+from kdecay.train import Runtime, Trainer
 
 BATCH, STEPS = 32, 12
 ABS_TOL, REL_TOL = 0.02, 0.02
@@ -99,15 +99,8 @@ def _trainer(
     spec = resolve_run(_params(MODELS[model], lr), "cifar10", "tiny", "original", None, 0)
     torch.manual_seed(seed)
     net = build_from_spec(spec.model, spec.num_classes)
-    return Trainer(
-        spec,
-        torch.device("cpu"),
-        _data(),
-        net,
-        amp_dtype=amp,
-        channels_last=channels_last,
-        compile_model=compile_model,
-    )
+    runtime = Runtime(torch.device("cpu"), amp, channels_last, compile_model)
+    return Trainer(spec, _data(), net, runtime)
 
 
 def _trajectory(trainer: Trainer) -> torch.Tensor:

@@ -8,10 +8,10 @@ import matplotlib.image as mpimg
 import pytest
 import yaml
 
-from kdecay.aggregate import aggregate, run_dir
 from kdecay.config import ConfigError, load_params
-from kdecay.figures import SYNTHETIC_PREFIX, _lr_figure, figure_title, write_figures
-from kdecay.runio import write_history, write_json
+from kdecay.fileio import write_history, write_json
+from kdecay.report.aggregate import aggregate, run_dir
+from kdecay.report.figures import SYNTHETIC_PREFIX, _lr_figure, figure_title, write_figures
 
 REPO = Path(__file__).resolve().parents[1]
 APPENDIX = REPO / "paper" / "appendix_tables.csv"

@@ -11,14 +11,8 @@ import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 
-from kdecay.loader import (
-    EvalLoader,
-    GpuLoader,
-    augment,
-    crop_flip,
-    draw_augmentation,
-    normalize,
-)
+from kdecay.data.augment import augment, crop_flip, draw_augmentation, normalize
+from kdecay.data.loader import EvalLoader, GpuLoader
 
 PAD = 4
 MODES = ("zeros", "reflect")

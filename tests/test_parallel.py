@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kdecay.config import ConfigError
-from kdecay.parallel import parse_slots, stale_commands
+from kdecay.sweep.parallel import parse_slots, stale_commands
 
 DRY = """Stage 'download@cifar10' didn't change, skipping
 Running stage 'train_kdecay@cifar10-wrn16_8-1.5-0':

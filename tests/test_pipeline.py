@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from kdecay.smoke import run_smoke, tool_env
+from kdecay.sweep.smoke import run_smoke
+from kdecay.sweep.tools import tool_env
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

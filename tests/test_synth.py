@@ -14,11 +14,11 @@ import torch
 import torchvision
 from torch import nn
 
-from kdecay.datasets import UnknownDatasetError
-from kdecay.download import file_md5
-from kdecay.loader import EvalLoader, GpuLoader
-from kdecay.prepare import channel_stats
-from kdecay.synth import generate, make_archive
+from kdecay.data.datasets import UnknownDatasetError
+from kdecay.data.download import file_md5
+from kdecay.data.loader import EvalLoader, GpuLoader
+from kdecay.data.prepare import channel_stats
+from kdecay.data.synth import generate, make_archive
 
 
 def _members(path: Path) -> dict[str, tarfile.TarInfo]:

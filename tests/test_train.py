@@ -19,9 +19,9 @@ import yaml
 
 from kdecay.cli import main as cli_main
 from kdecay.config import ConfigError, build_schedule, load_params, resolve_run
-from kdecay.download import download
-from kdecay.prepare import prepare
-from kdecay.synth import make_archive
+from kdecay.data.download import download
+from kdecay.data.prepare import prepare
+from kdecay.data.synth import make_archive
 from kdecay.train import checkpoint_path, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,7 +222,7 @@ def test_changed_config_never_resumes(workspace: Path, capsys):
     spec_b = resolve_run(params, "cifar10", "tiny", "kdecay", 1.5, 0)
     assert checkpoint_path(spec_a) != checkpoint_path(spec_b)
     # leave a checkpoint of config A behind, as an interrupted run would
-    from kdecay.runio import save_checkpoint
+    from kdecay.train.checkpoint import save_checkpoint
 
     save_checkpoint(checkpoint_path(spec_a), {"epoch": 2, "bogus": 1})
     m = train_run(spec_b, workspace / "runs" / "changed")

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-DATASET_CHOICES = ("cifar10", "cifar100")
+from kdecay.data.datasets import DATASETS
 
 
 def _params_arg(p: argparse.ArgumentParser) -> None:
@@ -21,7 +22,7 @@ def _params_arg(p: argparse.ArgumentParser) -> None:
 
 def _cmd_download(a: argparse.Namespace) -> None:
     from kdecay.config import load_params
-    from kdecay.download import download
+    from kdecay.data.download import download
 
     params = load_params(a.params) if a.params.is_file() or a.url is None else {}
     data = params.get("data", {}) if params else {}
@@ -32,7 +33,7 @@ def _cmd_download(a: argparse.Namespace) -> None:
 
 def _cmd_prepare(a: argparse.Namespace) -> None:
     from kdecay.config import load_params
-    from kdecay.prepare import prepare
+    from kdecay.data.prepare import prepare
 
     params = load_params(a.params) if a.params.is_file() else {}
     data = params.get("data", {})
@@ -46,7 +47,7 @@ def _cmd_prepare(a: argparse.Namespace) -> None:
 
 
 def _cmd_synth(a: argparse.Namespace) -> None:
-    from kdecay.synth import make_archive
+    from kdecay.data.synth import make_archive
 
     path, md5 = make_archive(a.dataset, a.out, n_train=a.train, n_test=a.test, seed=a.seed)
     print(f"wrote {path}")
@@ -64,31 +65,31 @@ def _cmd_train(a: argparse.Namespace) -> None:
 
 
 def _cmd_aggregate(a: argparse.Namespace) -> None:
-    from kdecay.aggregate import aggregate
+    from kdecay.report.aggregate import aggregate
 
     aggregate(a.runs, a.out, params_file=a.params)
 
 
 def _cmd_tables(a: argparse.Namespace) -> None:
-    from kdecay.report import write_tables
+    from kdecay.report.tables import write_tables
 
     write_tables(a.summary, a.appendix, a.out, params_file=a.params)
 
 
 def _cmd_figures(a: argparse.Namespace) -> None:
-    from kdecay.figures import write_figures
+    from kdecay.report.figures import write_figures
 
     write_figures(a.summary, a.runs, a.appendix, a.out, params_file=a.params)
 
 
 def _cmd_smoke(a: argparse.Namespace) -> None:
-    from kdecay.smoke import run_smoke
+    from kdecay.sweep.smoke import run_smoke
 
     run_smoke(a.workdir, params_file=a.params)
 
 
 def _cmd_parallel(a: argparse.Namespace) -> None:
-    from kdecay.parallel import run_parallel
+    from kdecay.sweep.parallel import run_parallel
 
     if run_parallel(a.gpus, a.per_gpu, a.logs):
         raise SystemExit(1)
@@ -104,14 +105,12 @@ def _cmd_bench(a: argparse.Namespace) -> None:
         warmup=a.warmup,
         out_dir=a.out,
         params_file=a.params,
+        compile_model=a.compile,
+        shared=a.shared,
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``kdecay`` command."""
-    parser = argparse.ArgumentParser(prog="kdecay", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_download(sub: Any) -> None:
     p = sub.add_parser("download", help="fetch a CIFAR archive and verify its md5")
     p.add_argument("--dataset", required=True)
     p.add_argument("--url", help="override the URL of params.yaml (file:// works)")
@@ -120,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     _params_arg(p)
     p.set_defaults(func=_cmd_download)
 
+
+def _add_prepare(sub: Any) -> None:
     p = sub.add_parser("prepare", help="verify, extract safely and convert to one .pt file")
     p.add_argument("--dataset", required=True)
     p.add_argument("--md5", help="override the expected md5 of params.yaml")
@@ -128,14 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     _params_arg(p)
     p.set_defaults(func=_cmd_prepare)
 
+
+def _add_synth(sub: Any) -> None:
     p = sub.add_parser("synth", help="write a synthetic archive in the exact CIFAR format")
-    p.add_argument("--dataset", required=True, choices=DATASET_CHOICES)
+    p.add_argument("--dataset", required=True, choices=tuple(DATASETS))
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--train", type=int, default=5000, help="training images (default 5000)")
     p.add_argument("--test", type=int, default=1000, help="test images (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_synth)
 
+
+def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train one run (one table cell, one seed)")
     p.add_argument("--dataset", required=True)
     p.add_argument("--row", required=True)
@@ -147,12 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     _params_arg(p)
     p.set_defaults(func=_cmd_train)
 
+
+def _add_aggregate(sub: Any) -> None:
     p = sub.add_parser("aggregate", help="runs -> results/summary.csv")
     p.add_argument("--runs", type=Path, default=Path("results/runs"))
     p.add_argument("--out", type=Path, default=Path("results/summary.csv"))
     _params_arg(p)
     p.set_defaults(func=_cmd_aggregate)
 
+
+def _add_tables(sub: Any) -> None:
     p = sub.add_parser("tables", help="summary + appendix -> paper_figures/tables/")
     p.add_argument("--summary", type=Path, default=Path("results/summary.csv"))
     p.add_argument("--appendix", type=Path, default=Path("paper/appendix_tables.csv"))
@@ -160,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     _params_arg(p)
     p.set_defaults(func=_cmd_tables)
 
+
+def _add_figures(sub: Any) -> None:
     p = sub.add_parser("figures", help="LR curves, k-sweeps, training curves")
     p.add_argument("--summary", type=Path, default=Path("results/summary.csv"))
     p.add_argument("--runs", type=Path, default=Path("results/runs"))
@@ -168,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     _params_arg(p)
     p.set_defaults(func=_cmd_figures)
 
+
+def _add_smoke(sub: Any) -> None:
     p = sub.add_parser("smoke", help="the whole pipeline on synthetic data, tiny models")
     p.add_argument("--workdir", type=Path, default=Path("smoke"))
     p.add_argument(
@@ -178,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_smoke)
 
+
+def _add_parallel(sub: Any) -> None:
     p = sub.add_parser("parallel", help="dvc repro with the training runs several at a time")
     p.add_argument(
         "--gpus",
@@ -193,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logs", type=Path, default=Path("results/logs"), help="one log per run")
     p.set_defaults(func=_cmd_parallel)
 
+
+def _add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="training throughput vs a standard PyTorch pipeline")
     p.add_argument("--models", nargs="+", default=None, help="rows/models (default: all)")
     p.add_argument(
@@ -215,13 +232,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _params_arg(p)
     p.set_defaults(func=_cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``kdecay`` command."""
+    parser = argparse.ArgumentParser(prog="kdecay", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_download(sub)
+    _add_prepare(sub)
+    _add_synth(sub)
+    _add_train(sub)
+    _add_aggregate(sub)
+    _add_tables(sub)
+    _add_figures(sub)
+    _add_smoke(sub)
+    _add_parallel(sub)
+    _add_bench(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kdecay`` and ``python -m kdecay``."""
-    from kdecay.config import ConfigError
-    from kdecay.datasets import DataError
+    from kdecay.checks import ConfigError, DataError
 
     args = build_parser().parse_args(argv)
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,18 +16,17 @@ from typing import Any
 import yaml
 
 from kdecay import schedules
-from kdecay.datasets import DATASETS
+from kdecay.checks import ConfigError, check_choice, check_flag, check_int, check_number
+from kdecay.data.augment import PADDING_MODES
+from kdecay.data.datasets import DATASETS
 from kdecay.schedules import Schedule
+
+__all__ = ["ConfigError", "RunSpec", "TrainOptions", "build_schedule", "load_params", "resolve_run"]
 
 METHODS = ("original", "kdecay")
 PRECISIONS = ("bf16", "fp32")
 DEVICES = ("auto", "cuda", "cpu")
-PADDINGS = ("zeros", "reflect")
 KDECAY_SCHEDULES = ("poly", "cosine", "exponential")
-
-
-class ConfigError(ValueError):
-    """A params value is missing or out of range; the message names the key and the fix."""
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
@@ -51,38 +49,16 @@ def _get(mapping: Any, key: str, where: str) -> Any:
     return mapping[key]
 
 
-def _number(
-    value: Any,
-    key: str,
-    *,
-    low: float | None = None,
-    low_open: bool = False,
-    high: float | None = None,
-    integer: bool = False,
-) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and integer:
-        ok = float(value).is_integer()
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        bounds = []
-        if low is not None:
-            bounds.append(f"{'>' if low_open else '>='} {low:g}")
-        if high is not None:
-            bounds.append(f"<= {high:g}")
-        rng = (" " + " and ".join(bounds)) if bounds else ""
-        raise ConfigError(f"{key} must be {kind}{rng}, got {value!r}")
-    return int(value) if integer else float(value)
+def _number(value: Any, key: str, **bounds: Any) -> float:
+    return check_number(value, key, error=ConfigError, **bounds)
+
+
+def _int(value: Any, key: str, low: int = 1) -> int:
+    return check_int(value, key, low=low, error=ConfigError)
 
 
 def _choice(value: Any, key: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
-    return str(value)
+    return check_choice(value, key, allowed, error=ConfigError)
 
 
 @dataclass(frozen=True)
@@ -163,42 +139,18 @@ def train_options(params: dict[str, Any]) -> TrainOptions:
             f"unknown key(s) train.{', train.'.join(sorted(unknown))}; "
             f"allowed: {', '.join(sorted(known))}"
         )
-
-    def flag(key: str) -> bool:
-        v = t.get(key, getattr(d, key))
-        if not isinstance(v, bool):
-            raise ConfigError(f"train.{key} must be true or false, got {v!r}")
-        return v
-
+    v = {**asdict(d), **t}
     return TrainOptions(
-        device=_choice(t.get("device", d.device), "train.device", DEVICES),
-        precision=_choice(t.get("precision", d.precision), "train.precision", PRECISIONS),
-        channels_last=flag("channels_last"),
-        compile=flag("compile"),
-        eval_every=int(
-            _number(t.get("eval_every", d.eval_every), "train.eval_every", low=1, integer=True)
-        ),
-        eval_batch_size=int(
-            _number(
-                t.get("eval_batch_size", d.eval_batch_size),
-                "train.eval_batch_size",
-                low=1,
-                integer=True,
-            )
-        ),
-        checkpoint_every=int(
-            _number(
-                t.get("checkpoint_every", d.checkpoint_every),
-                "train.checkpoint_every",
-                low=1,
-                integer=True,
-            )
-        ),
-        checkpoint_dir=str(t.get("checkpoint_dir", d.checkpoint_dir)),
-        save_weights=flag("save_weights"),
-        cpu_max_hours=_number(
-            t.get("cpu_max_hours", d.cpu_max_hours), "train.cpu_max_hours", low=0
-        ),
+        device=_choice(v["device"], "train.device", DEVICES),
+        precision=_choice(v["precision"], "train.precision", PRECISIONS),
+        channels_last=check_flag(v["channels_last"], "train.channels_last", ConfigError),
+        compile=check_flag(v["compile"], "train.compile", ConfigError),
+        eval_every=_int(v["eval_every"], "train.eval_every"),
+        eval_batch_size=_int(v["eval_batch_size"], "train.eval_batch_size"),
+        checkpoint_every=_int(v["checkpoint_every"], "train.checkpoint_every"),
+        checkpoint_dir=str(v["checkpoint_dir"]),
+        save_weights=check_flag(v["save_weights"], "train.save_weights", ConfigError),
+        cpu_max_hours=_number(v["cpu_max_hours"], "train.cpu_max_hours", low=0),
     )
 
 
@@ -216,7 +168,7 @@ def _original_schedule(orig: Any, key: str, epochs: int, lr: float) -> dict[str,
                 f"{key}.milestones: milestone {ms[-1]:g} is not before the last "
                 f"epoch ({epochs}); every milestone must be < epochs"
             )
-        warm = int(_number(orig.get("warmup_iters", 0), f"{key}.warmup_iters", low=0, integer=True))
+        warm = _int(orig.get("warmup_iters", 0), f"{key}.warmup_iters", low=0)
         return {
             "kind": "step",
             "lr0": lr,
@@ -267,24 +219,41 @@ def row_names(params: dict[str, Any]) -> list[str]:
     return list(rows)
 
 
-def resolve_run(
-    params: dict[str, Any], dataset: str, row: str, method: str, k: float | None, seed: int
-) -> RunSpec:
-    """Validate everything one run needs and return its :class:`RunSpec`."""
+def _check_run_id(params: dict[str, Any], dataset: str, row: str, method: str) -> None:
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
     rows = row_names(params)
     if row not in rows:
         raise ConfigError(f"unknown row {row!r}: params rows are {', '.join(rows)}")
     _choice(method, "method", METHODS)
+
+
+def _optimizer(r: dict[str, Any], key: str) -> dict[str, Any]:
+    """The validated ``rows.<row>.optimizer`` section (SGD: lr, momentum, nesterov, wd)."""
+    key = f"{key}.optimizer"
+    opt = _get(r, "optimizer", key.rsplit(".", 1)[0])
+    out = {
+        "lr": _number(_get(opt, "lr", key), f"{key}.lr", low=0, low_open=True),
+        "momentum": _number(_get(opt, "momentum", key), f"{key}.momentum", low=0, high=1),
+        "nesterov": check_flag(_get(opt, "nesterov", key), f"{key}.nesterov", ConfigError),
+        "weight_decay": _number(_get(opt, "weight_decay", key), f"{key}.weight_decay", low=0),
+    }
+    if out["nesterov"] and out["momentum"] == 0:
+        raise ConfigError(f"{key}.nesterov needs momentum > 0")
+    return out
+
+
+def resolve_run(
+    params: dict[str, Any], dataset: str, row: str, method: str, k: float | None, seed: int
+) -> RunSpec:
+    """Validate everything one run needs and return its :class:`RunSpec`."""
+    _check_run_id(params, dataset, row, method)
     if method == "kdecay":
         k = _number(k, "k", low=0, low_open=True)
     elif k is not None:
         raise ConfigError(
             "k is only meaningful for a k-decay run: give --original or --k, not both"
         )
-    seed = int(_number(seed, "seed", low=0, integer=True))
-
     key = f"rows.{row}"
     r = params["rows"][row]
     if not isinstance(r, dict):
@@ -292,47 +261,29 @@ def resolve_run(
     model = _get(r, "model", key)
     if not isinstance(model, str | dict):
         raise ConfigError(f"{key}.model must be a registry name or a mapping with 'family'")
-    epochs = int(_number(_get(r, "epochs", key), f"{key}.epochs", low=1, integer=True))
-    batch = int(_number(_get(r, "batch_size", key), f"{key}.batch_size", low=1, integer=True))
-    opt = _get(r, "optimizer", key)
-    lr = _number(_get(opt, "lr", f"{key}.optimizer"), f"{key}.optimizer.lr", low=0, low_open=True)
-    momentum = _number(
-        _get(opt, "momentum", f"{key}.optimizer"), f"{key}.optimizer.momentum", low=0, high=1
-    )
-    nesterov = _get(opt, "nesterov", f"{key}.optimizer")
-    if not isinstance(nesterov, bool):
-        raise ConfigError(f"{key}.optimizer.nesterov must be true or false, got {nesterov!r}")
-    if nesterov and momentum == 0:
-        raise ConfigError(f"{key}.optimizer.nesterov needs momentum > 0")
-    wd = _number(
-        _get(opt, "weight_decay", f"{key}.optimizer"), f"{key}.optimizer.weight_decay", low=0
-    )
-    padding = _choice(r.get("padding", "zeros"), f"{key}.padding", PADDINGS)
-    original = _original_schedule(_get(r, "original", key), f"{key}.original", epochs, lr)
+    epochs = _int(_get(r, "epochs", key), f"{key}.epochs")
+    opt = _optimizer(r, key)
+    original = _original_schedule(_get(r, "original", key), f"{key}.original", epochs, opt["lr"])
     schedule = (
-        original if method == "original" else _kdecay_schedule(params, original, lr, float(k))
-    )  # type: ignore[arg-type]
-
+        original
+        if method == "original"
+        else _kdecay_schedule(params, original, opt["lr"], float(k))  # type: ignore[arg-type]
+    )
     data = _get(params, "data", "")
-    ds = _get(data, dataset, "data")
-    md5 = str(_get(ds, "md5", f"data.{dataset}"))
     return RunSpec(
         dataset=dataset,
         row=row,
         method=method,
         k=float(k) if k is not None else None,
-        seed=seed,
+        seed=_int(seed, "seed", low=0),
         model=model,
         num_classes=DATASETS[dataset].num_classes,
         epochs=epochs,
-        batch_size=batch,
-        lr=lr,
-        momentum=momentum,
-        nesterov=nesterov,
-        weight_decay=wd,
-        padding=padding,
+        batch_size=_int(_get(r, "batch_size", key), f"{key}.batch_size"),
+        **opt,
+        padding=_choice(r.get("padding", "zeros"), f"{key}.padding", PADDING_MODES),
         schedule=schedule,
-        data_md5=md5,
+        data_md5=str(_get(_get(data, dataset, "data"), "md5", f"data.{dataset}")),
         prepared_dir=str(data.get("prepared_dir", "data/prepared")),
         train=train_options(params),
     )

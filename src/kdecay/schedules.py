@@ -22,6 +22,8 @@ from typing import Any, Protocol
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from kdecay.checks import check_int, check_number
+
 __all__ = [
     "LRSchedule",
     "Schedule",
@@ -52,18 +54,12 @@ def kdecay_factor(t: float, total: float, k: float) -> float:
 
 
 def _positive(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
-def _non_negative(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    check_number(value, name, low=0, low_open=True)
 
 
 def _lr_range(lr0_name: str, lr0: float, lr_end_name: str, lr_end: float) -> None:
     _positive(lr0_name, lr0)
-    _non_negative(lr_end_name, lr_end)
+    check_number(lr_end, lr_end_name, low=0)
     if lr_end > lr0:
         raise ValueError(
             f"{lr_end_name} must satisfy 0 <= {lr_end_name} <= {lr0_name} "
@@ -203,7 +199,7 @@ def exponential(
 ) -> ExponentialSchedule:
     """k-decay exponential schedule ``lr_end + (lr0 - lr_end) * exp(-rate * T * (t/T)^k)``."""
     _lr_range("lr0", lr0, "lr_end", lr_end)
-    _non_negative("rate", rate)
+    check_number(rate, "rate", low=0)
     _positive("k", k)
     _positive("total", total)
     return ExponentialSchedule(float(lr0), float(lr_end), float(rate), float(k), int(total))
@@ -224,8 +220,7 @@ def step(
         raise ValueError(f"milestones must be positive integers (iterations), got {list(ms)!r}")
     if any(b <= a for a, b in itertools.pairwise(ms)):
         raise ValueError(f"milestones must be strictly increasing, got {list(ms)!r}")
-    if not isinstance(warmup_iters, int) or warmup_iters < 0:
-        raise ValueError(f"warmup_iters must be an integer >= 0, got {warmup_iters!r}")
+    warmup_iters = check_int(warmup_iters, "warmup_iters", low=0)
     if warmup_iters > 0:
         if warmup_lr is None:
             raise ValueError("warmup_lr must be given (a number > 0) when warmup_iters > 0")
@@ -241,8 +236,7 @@ def sgdr(
     """SGDR cosine annealing with warm restarts, k-decay applied inside every cycle."""
     _lr_range("lr_max", lr_max, "lr_min", lr_min)
     _positive("t0", t0)
-    if not (isinstance(t_mult, int | float) and math.isfinite(t_mult) and t_mult >= 1):
-        raise ValueError(f"t_mult must be a finite number >= 1, got {t_mult!r}")
+    check_number(t_mult, "t_mult", low=1)
     _positive("k", k)
     _positive("total", total)
     return SgdrSchedule(

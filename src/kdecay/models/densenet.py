@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdecay.models.preact_resnet import check_positive_int, conv1x1, conv3x3, he_init_
+from kdecay.checks import check_int, check_number
+from kdecay.models.layers import PreActClassifier, conv1x1, conv3x3
 
 __all__ = ["DenseBlock", "DenseLayer", "DenseNetBC", "Transition", "densenet_bc"]
 
@@ -80,7 +81,7 @@ class Transition(nn.Module):
         return self.pool(self.dropout(self.conv(F.relu(self.bn(x)))))
 
 
-class DenseNetBC(nn.Module):
+class DenseNetBC(PreActClassifier):
     """DenseNet-BC for 32x32 inputs (Huang et al. 2017); see the module docstring."""
 
     def __init__(
@@ -104,21 +105,11 @@ class DenseNetBC(nn.Module):
         out = max(1, math.floor(compression * channels))
         self.trans2 = Transition(channels, out, dropout)
         self.block3 = DenseBlock(n, out, growth_rate, dropout)
-        channels = self.block3.out_channels
-        self.bn_final = nn.BatchNorm2d(channels)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(channels, num_classes)
-        self.num_features = channels
-        he_init_(self)
+        self._init_head(self.block3.out_channels, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)
-        out = self.trans1(self.block1(out))
-        out = self.trans2(self.block2(out))
-        out = self.block3(out)
-        out = F.relu(self.bn_final(out))
-        out = torch.flatten(self.pool(out), 1)
-        return self.fc(out)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.trans1(self.block1(self.conv1(x)))
+        return self.block3(self.trans2(self.block2(out)))
 
 
 def densenet_bc(
@@ -143,20 +134,10 @@ def densenet_bc(
             "depth of a DenseNet-BC must be an int of the form 6n+4 with n >= 1 "
             f"(e.g. 100, 190), got {depth!r}"
         )
-    check_positive_int("growth_rate", growth_rate)
-    check_positive_int("num_classes", num_classes)
-    if (
-        isinstance(compression, bool)
-        or not isinstance(compression, int | float)
-        or not 0 < compression <= 1
-    ):
-        raise ValueError(f"compression must be a float in (0, 1], got {compression!r}")
-    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+    growth_rate = check_int(growth_rate, "growth_rate", low=1)
+    num_classes = check_int(num_classes, "num_classes", low=1)
+    compression = check_number(compression, "compression", low=0, low_open=True, high=1)
+    dropout = check_number(dropout, "dropout", low=0, high=1, high_open=True)
     return DenseNetBC(
-        depth,
-        growth_rate,
-        num_classes=num_classes,
-        compression=float(compression),
-        dropout=float(dropout),
+        depth, growth_rate, num_classes=num_classes, compression=compression, dropout=dropout
     )

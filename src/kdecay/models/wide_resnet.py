@@ -22,42 +22,11 @@ bias 0, linear bias 0.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from kdecay.models.preact_resnet import (
-    PreActClassifier,
-    check_positive_int,
-    conv1x1,
-    conv3x3,
-)
+from kdecay.checks import check_int, check_number
+from kdecay.models.layers import BasicUnit, PreActClassifier, conv3x3, residual_stages
 
-__all__ = ["WideBasicBlock", "WideResNet", "wide_resnet"]
-
-
-class WideBasicBlock(nn.Module):
-    """Pre-activation wide basic block ``BN-ReLU-conv3x3-BN-ReLU-dropout-conv3x3``."""
-
-    def __init__(
-        self, in_channels: int, out_channels: int, stride: int = 1, dropout: float = 0.0
-    ) -> None:
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_channels)
-        self.conv1 = conv3x3(in_channels, out_channels, stride)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.dropout = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
-        self.conv2 = conv3x3(out_channels, out_channels)
-        self.shortcut: nn.Module | None = None
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut = conv1x1(in_channels, out_channels, stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(x))
-        identity = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv1(out)
-        out = self.dropout(F.relu(self.bn2(out)))
-        out = self.conv2(out)
-        return out + identity
+__all__ = ["WideResNet", "wide_resnet"]
 
 
 class WideResNet(PreActClassifier):
@@ -75,17 +44,14 @@ class WideResNet(PreActClassifier):
         n = (depth - 4) // 6
         widths = tuple(base_width * m * widen_factor for m in (1, 2, 4))
         self.conv1 = conv3x3(3, base_width)
-        in_channels = base_width
-        groups = []
-        for i, width in enumerate(widths):
-            stride = 1 if i == 0 else 2
-            blocks = []
-            for j in range(n):
-                blocks.append(WideBasicBlock(in_channels, width, stride if j == 0 else 1, dropout))
-                in_channels = width
-            groups.append(nn.Sequential(*blocks))
+        groups, out = residual_stages(
+            lambda c_in, width, stride: BasicUnit(c_in, width, stride, dropout),
+            base_width,
+            widths,
+            n,
+        )
         self.group1, self.group2, self.group3 = groups
-        self._init_head(in_channels, num_classes)
+        self._init_head(out, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.group3(self.group2(self.group1(self.conv1(x))))
@@ -113,11 +79,10 @@ def wide_resnet(
             "depth of a wide ResNet must be an int of the form 6n+4 with n >= 1 "
             f"(e.g. 16, 28, 40), got {depth!r}"
         )
-    check_positive_int("widen_factor", widen_factor)
-    check_positive_int("base_width", base_width)
-    check_positive_int("num_classes", num_classes)
-    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+    widen_factor = check_int(widen_factor, "widen_factor", low=1)
+    base_width = check_int(base_width, "base_width", low=1)
+    num_classes = check_int(num_classes, "num_classes", low=1)
+    dropout = check_number(dropout, "dropout", low=0, high=1, high_open=True)
     return WideResNet(
-        depth, widen_factor, num_classes=num_classes, dropout=float(dropout), base_width=base_width
+        depth, widen_factor, num_classes=num_classes, dropout=dropout, base_width=base_width
     )

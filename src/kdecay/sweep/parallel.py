@@ -10,7 +10,6 @@ and figures. An interrupted run resumes from its checkpoint the next time.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -19,24 +18,16 @@ import time
 from collections import deque
 from pathlib import Path
 
-from kdecay.config import ConfigError
+from kdecay.checks import ConfigError, check_int
+from kdecay.sweep.tools import tool_env
 
 STAGE_RE = re.compile(r"^Running stage '([^']+)':\s*$")
 TRAIN_PREFIXES = ("train_original@", "train_kdecay@")
 
 
-def _env(cuda_visible: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["DVC_NO_ANALYTICS"] = "1"
-    if cuda_visible is not None:
-        env["CUDA_VISIBLE_DEVICES"] = cuda_visible
-    return env
-
-
 def _dvc(*args: str, capture: bool = False) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "dvc", *args], env=_env(None), text=True, capture_output=capture
+        [sys.executable, "-m", "dvc", *args], env=tool_env(), text=True, capture_output=capture
     )
     if proc.returncode != 0:
         detail = (proc.stdout or "") + (proc.stderr or "") if capture else ""
@@ -68,8 +59,7 @@ def parse_slots(gpus: str | None, per_gpu: int) -> list[str]:
         if n == 0:
             raise ConfigError("no GPU visible: pass --gpus cpu to run on the CPU, or --gpus 0,1")
         gpus = ",".join(str(i) for i in range(n))
-    if per_gpu < 1:
-        raise ConfigError(f"--per-gpu must be >= 1, got {per_gpu}")
+    check_int(per_gpu, "--per-gpu", low=1, error=ConfigError)
     if gpus == "cpu":
         return [""] * per_gpu
     ids = [g.strip() for g in gpus.split(",") if g.strip()]
@@ -101,7 +91,7 @@ def run_pool(
             log = log_dir / f"{stage.replace('@', '_')}.log"
             with open(log, "w") as f:
                 rc = subprocess.run(
-                    cmd, shell=True, env=_env(slot), stdout=f, stderr=subprocess.STDOUT
+                    cmd, shell=True, env=tool_env(slot), stdout=f, stderr=subprocess.STDOUT
                 ).returncode
             with lock:
                 (ok if rc == 0 else failed).append(stage)

@@ -14,8 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from kdecay.config import ConfigError, load_params, method_dir, row_names
-from kdecay.runio import atomic_write_bytes
+from kdecay.checks import ConfigError
+from kdecay.config import load_params, method_dir, row_names
+from kdecay.fileio import atomic_write_bytes
 
 RUN_COLUMNS = [
     "kind",

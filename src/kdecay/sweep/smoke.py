@@ -3,14 +3,13 @@
 Builds a scratch git + DVC workspace (kept afterwards, so ``dvc metrics show``, ``dvc plots
 show`` and single stages can be inspected) holding the repository's ``dvc.yaml`` and appendix
 table, a ``params.yaml`` made from ``params.smoke.yaml`` whose data URLs point (file://) at
-synthetic archives written by :func:`kdecay.synth.make_archive`, and a link to ``src``. The
+synthetic archives written by :func:`kdecay.data.synth.make_archive`, and a link to ``src``. The
 real download -> md5 -> extract -> prepare -> train -> aggregate -> tables -> figures stages
 then run exactly as on a GPU machine, only with tiny models and a few epochs.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -20,29 +19,23 @@ from typing import Any
 
 import yaml
 
-from kdecay.config import ConfigError, load_params
-from kdecay.synth import make_archive
+from kdecay.checks import ConfigError
+from kdecay.config import load_params
+from kdecay.data.synth import make_archive
+from kdecay.sweep.tools import tool_env
 
 GIT_IDENTITY = ["-c", "user.name=kdecay smoke", "-c", "user.email=smoke@kdecay.invalid"]
 
 
 def repo_root() -> Path:
     """The clone this package is installed from (editable install, src layout)."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     if not (root / "dvc.yaml").is_file() or not (root / "paper" / "appendix_tables.csv").is_file():
         raise ConfigError(
             f"kdecay smoke needs the repository's dvc.yaml and paper/ next to src/ "
             f"(looked in {root}): run it from a clone with `pip install -e .`"
         )
     return root
-
-
-def tool_env() -> dict[str, str]:
-    """Environment for child processes: this interpreter's bin first, no DVC analytics."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["DVC_NO_ANALYTICS"] = "1"
-    return env
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:

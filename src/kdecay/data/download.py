@@ -17,7 +17,8 @@ from pathlib import Path
 from torchvision.datasets.utils import calculate_md5
 from tqdm.auto import tqdm
 
-from kdecay.datasets import DataError, get_dataset_info
+from kdecay.checks import DataError
+from kdecay.data.datasets import get_dataset_info
 
 __all__ = ["download", "file_md5"]
 

@@ -1,4 +1,4 @@
-"""Static facts about the supported datasets (CIFAR-10 and CIFAR-100) and the data-layer error.
+"""Static facts about the supported datasets (CIFAR-10 and CIFAR-100).
 
 Everything that depends on the official archive layout lives here, so that the download,
 preparation and synthetic-data code agree on file names, checksums and pickle keys.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kdecay.checks import DataError
+
 __all__ = [
     "DATASETS",
     "DataError",
@@ -15,13 +17,6 @@ __all__ = [
     "UnknownDatasetError",
     "get_dataset_info",
 ]
-
-
-class DataError(Exception):
-    """A data-layer failure (download, checksum, extraction, parsing).
-
-    Messages name the file involved and say how to fix the problem.
-    """
 
 
 class UnknownDatasetError(DataError, ValueError):

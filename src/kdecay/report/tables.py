@@ -14,9 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from kdecay.aggregate import is_original_sgdr, read_summary
-from kdecay.config import ConfigError, load_params, method_dir
-from kdecay.runio import atomic_write_bytes
+from kdecay.checks import ConfigError
+from kdecay.config import load_params, method_dir
+from kdecay.fileio import atomic_write_bytes
+from kdecay.report.aggregate import is_original_sgdr, read_summary
 
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 PARAMS_TOLERANCE = 0.05  # relative difference above which the printed parameter count is flagged
@@ -100,89 +101,81 @@ def _measured_params(
     return float(count_params(build_from_spec(params["rows"][row]["model"], num_classes)))
 
 
+def _params_text(measured: float, printed_m: float) -> str:
+    """Our parameter count, with the printed one where they differ by > PARAMS_TOLERANCE."""
+    txt = f"{measured / 1e6:.2f}M"
+    if abs(measured - printed_m * 1e6) / (printed_m * 1e6) > PARAMS_TOLERANCE:
+        txt += f" (printed {printed_m:g}M)"
+    return txt
+
+
+def _at_paper_k_text(paper_k: float | None, ks: list[float], cell: dict[str, Any] | None) -> str:
+    if paper_k is None:
+        return "n/a"
+    return f"k={paper_k:g} not swept" if paper_k not in ks else format_cell(cell)
+
+
+def _table_line(
+    a: pd.Series, dataset: str, cells: pd.DataFrame, params: dict[str, Any], ks: list[float]
+) -> dict[str, Any]:
+    """One line of the regenerated table: display strings plus numeric companions."""
+    row = a["row"]
+    sgdr = is_original_sgdr(params["rows"][row])
+    orig = _cell(cells, dataset, row, method_dir("kdecay", 1.0) if sgdr else "original")
+    k_cells = {k: _cell(cells, dataset, row, method_dir("kdecay", k)) for k in ks}
+    done = {k: c for k, c in k_cells.items() if c is not None and int(c["n"]) > 0}
+    best_k = min(done, key=lambda k: done[k]["mean_error"]) if done else None
+    best_err = done[best_k]["mean_error"] if best_k is not None else math.nan
+    paper_k = None if pd.isna(a["k"]) else float(a["k"])
+    at_paper = k_cells.get(paper_k) if paper_k is not None else None
+    num_classes = 100 if dataset == "cifar100" else 10
+    measured = _measured_params(
+        params, row, orig or (done[best_k] if best_k else None), num_classes
+    )
+    paper_kd = math.nan if pd.isna(a["kdecay_err"]) else float(a["kdecay_err"])
+    paper_gain = float(a["original_err"]) - paper_kd
+    ours_gain, spread = improvement(orig, at_paper)
+    paper_orig_txt = f"{a['original_err']:.2f}"
+    if a["original_source"] != "appendix":
+        paper_orig_txt += f" [{a['original_source']}]"
+    return {
+        "model": a["model"],
+        "config": str(a["config"]),
+        "params": _params_text(measured, float(a["params_m_printed"])),
+        "paper_original": paper_orig_txt,
+        "ours_original": format_cell(orig) + (" (SGDR, k=1)" if sgdr else ""),
+        "paper_kdecay": "not in text" if math.isnan(paper_kd) else f"{paper_kd:.2f} (k={a['k']:g})",
+        "ours_at_paper_k": _at_paper_k_text(paper_k, ks, at_paper),
+        "ours_best": f"k={best_k:g}: {best_err:.2f}" if best_k is not None else "no completed run",
+        "reproduced": (
+            f"n/a (paper's k={paper_k:g} not in kdecay.ks)"
+            if paper_k is not None and paper_k not in ks
+            else verdict(paper_gain, ours_gain, spread)
+        ),
+        # numeric companions for the CSV
+        "row": row,
+        "params_measured": measured,
+        "params_printed": float(a["params_m_printed"]) * 1e6,
+        "paper_original_err": float(a["original_err"]),
+        "our_original_err": _mean(orig),
+        "paper_kdecay_err": paper_kd,
+        "paper_k": paper_k if paper_k is not None else math.nan,
+        "our_err_at_paper_k": _mean(at_paper),
+        "our_best_k": best_k if best_k is not None else math.nan,
+        "our_best_err": best_err,
+        "our_improvement": ours_gain,
+        "our_improvement_se": spread,
+        "paper_improvement": paper_gain,
+    }
+
+
 def build_table(
     dataset: str, appendix: pd.DataFrame, cells: pd.DataFrame, params: dict[str, Any]
 ) -> pd.DataFrame:
     """The regenerated table of one dataset: display strings plus numeric companions."""
     ks = [float(k) for k in params["kdecay"]["ks"]]
-    num_classes = 100 if dataset == "cifar100" else 10
-    app = appendix[appendix["dataset"] == dataset]
-    lines = []
-    for _, a in app.iterrows():
-        row = a["row"]
-        if row not in params["rows"]:
-            continue
-        sgdr = is_original_sgdr(params["rows"][row])
-        orig = _cell(cells, dataset, row, method_dir("kdecay", 1.0) if sgdr else "original")
-        k_cells = {k: _cell(cells, dataset, row, method_dir("kdecay", k)) for k in ks}
-        done = {k: c for k, c in k_cells.items() if c is not None and int(c["n"]) > 0}
-        best_k = min(done, key=lambda k: done[k]["mean_error"]) if done else None
-        paper_k = None if pd.isna(a["k"]) else float(a["k"])
-        at_paper = k_cells.get(paper_k) if paper_k is not None else None
-        measured = _measured_params(
-            params, row, orig or (done[best_k] if best_k else None), num_classes
-        )
-        printed = float(a["params_m_printed"]) * 1e6
-        params_txt = f"{measured / 1e6:.2f}M"
-        if abs(measured - printed) / printed > PARAMS_TOLERANCE:
-            params_txt += f" (printed {a['params_m_printed']:g}M)"
-        paper_gain = (
-            float(a["original_err"]) - float(a["kdecay_err"])
-            if not pd.isna(a["kdecay_err"])
-            else math.nan
-        )
-        ours_gain, spread = improvement(orig, at_paper)
-        if paper_k is None:
-            at_paper_txt = "n/a"
-        elif paper_k not in ks:
-            at_paper_txt = f"k={paper_k:g} not swept"
-        else:
-            at_paper_txt = format_cell(at_paper)
-        paper_orig_txt = f"{a['original_err']:.2f}"
-        if a["original_source"] != "appendix":
-            paper_orig_txt += f" [{a['original_source']}]"
-        lines.append(
-            {
-                "model": a["model"],
-                "config": str(a["config"]),
-                "params": params_txt,
-                "paper_original": paper_orig_txt,
-                "ours_original": format_cell(orig) + (" (SGDR, k=1)" if sgdr else ""),
-                "paper_kdecay": (
-                    "not in text"
-                    if pd.isna(a["kdecay_err"])
-                    else f"{a['kdecay_err']:.2f} (k={a['k']:g})"
-                ),
-                "ours_at_paper_k": at_paper_txt,
-                "ours_best": (
-                    f"k={best_k:g}: {done[best_k]['mean_error']:.2f}"
-                    if best_k is not None
-                    else "no completed run"
-                ),
-                "reproduced": (
-                    f"n/a (paper's k={paper_k:g} not in kdecay.ks)"
-                    if paper_k is not None and paper_k not in ks
-                    else verdict(paper_gain, ours_gain, spread)
-                ),
-                # numeric companions for the CSV
-                "row": row,
-                "params_measured": measured,
-                "params_printed": printed,
-                "paper_original_err": float(a["original_err"]),
-                "our_original_err": _mean(orig),
-                "paper_kdecay_err": float(a["kdecay_err"])
-                if not pd.isna(a["kdecay_err"])
-                else math.nan,
-                "paper_k": paper_k if paper_k is not None else math.nan,
-                "our_err_at_paper_k": _mean(at_paper),
-                "our_best_k": best_k if best_k is not None else math.nan,
-                "our_best_err": done[best_k]["mean_error"] if best_k is not None else math.nan,
-                "our_improvement": ours_gain,
-                "our_improvement_se": spread,
-                "paper_improvement": paper_gain,
-            }
-        )
-    return pd.DataFrame(lines)
+    app = appendix[(appendix["dataset"] == dataset) & appendix["row"].isin(list(params["rows"]))]
+    return pd.DataFrame([_table_line(a, dataset, cells, params, ks) for _, a in app.iterrows()])
 
 
 def footnotes(dataset: str, appendix: pd.DataFrame) -> list[str]:

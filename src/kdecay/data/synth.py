@@ -32,17 +32,16 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import pickle
-import struct
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from kdecay.datasets import DataError, get_dataset_info
-from kdecay.download import file_md5
+from kdecay.checks import DataError
+from kdecay.data.datasets import get_dataset_info
+from kdecay.data.download import file_md5
+from kdecay.data.pickles import py2_pickle_dumps
 
 __all__ = ["SynthData", "generate", "make_archive", "py2_pickle_dumps"]
 
@@ -91,40 +90,6 @@ class SynthData:
     train_coarse: np.ndarray | None = None
     test_coarse: np.ndarray | None = None
     coarse_classes: tuple[str, ...] = ()
-
-
-class _Py2Pickler(pickle._Pickler):
-    """Protocol-2 pickler writing ``bytes`` and ``str`` as Python-2 ``str`` (BINSTRING).
-
-    Python 3 pickles ``bytes`` at protocol 2 as ``_codecs.encode(...)`` calls, which always load
-    back as ``bytes``; the official CIFAR pickles were written by Python 2 and hold plain
-    string opcodes instead, which ``pickle.load(..., encoding="latin1")`` decodes to ``str``
-    and ``encoding="bytes"`` to ``bytes``. Text (only the ``"u1"``, ``"|"`` of numpy's dtype
-    state here) is written the same way, as Python 2 did.
-    """
-
-    dispatch = pickle._Pickler.dispatch.copy()
-
-    def _save_py2_str(self, obj: bytes) -> None:
-        n = len(obj)
-        if n < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", n) + obj)
-        self.memoize(obj)
-
-    def _save_text_as_py2_str(self, obj: str) -> None:
-        self._save_py2_str(obj.encode("latin-1"))
-
-    dispatch[bytes] = _save_py2_str
-    dispatch[str] = _save_text_as_py2_str
-
-
-def py2_pickle_dumps(obj: Any) -> bytes:
-    """Pickle ``obj`` with protocol 2, byte strings stored as Python-2 ``str`` like CIFAR's."""
-    buffer = io.BytesIO()
-    _Py2Pickler(buffer, protocol=2).dump(obj)
-    return buffer.getvalue()
 
 
 def _class_patterns(rng: np.random.Generator, num_classes: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Atomic files of a run: metrics.json, history.csv and checkpoints.
+"""Atomic files: every stage writes its outputs (metrics.json, history.csv, tables, figures,
+checkpoints) through :func:`atomic_write_bytes`.
 
 Every write goes to a temporary file in the same folder and is renamed over the target, so a
 kill -9 at any moment leaves either the old or the new file, never a torn one.
@@ -14,8 +15,6 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import torch
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -56,17 +55,3 @@ def write_history(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in HISTORY_COLUMNS})
     atomic_write_bytes(path, buf.getvalue().encode())
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Atomically ``torch.save`` a checkpoint (tensors, numbers, strings, lists, dicts only)."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    """Load a checkpoint with ``weights_only=True``; None when there is none."""
-    if not path.is_file():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=True)

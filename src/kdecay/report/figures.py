@@ -25,10 +25,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from kdecay import schedules
-from kdecay.aggregate import is_original_sgdr, read_summary, run_dir
 from kdecay.config import load_params, row_names
-from kdecay.report import DATASET_TITLES, load_appendix
-from kdecay.runio import atomic_write_bytes
+from kdecay.fileio import atomic_write_bytes
+from kdecay.report.aggregate import is_original_sgdr, read_summary, run_dir
+from kdecay.report.tables import DATASET_TITLES, load_appendix
 
 SYNTHETIC_PREFIX = "SYNTHETIC DATA (smoke run) — "
 DPI = 150

@@ -1,0 +1,88 @@
+"""Timing helpers of the benchmarks: a device's measured matmul peak, timed step loops, an
+endless batch iterator, and freeing device memory between pipelines."""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import torch
+
+__all__ = ["cycle", "free", "measure_peak_flops", "sync", "time_calls"]
+
+
+def sync(device: torch.device) -> None:
+    """Wait for ``device`` (before reading a clock)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def free(device: torch.device) -> None:
+    """Drop unreachable tensors and cached device memory."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def cycle(loader: Iterable[Any]) -> Iterator[Any]:
+    """Iterate ``loader`` again and again."""
+    while True:
+        yield from loader
+
+
+def time_calls(
+    call: Callable[[], Any], warmup: int, steps: int, device: torch.device
+) -> tuple[float, Any]:
+    """Run ``warmup`` then ``steps`` calls; seconds of the timed ones and the last result.
+
+    The device is synchronised before each clock read, never inside the loop.
+    """
+    result = None
+    for _ in range(warmup):
+        result = call()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        result = call()
+    sync(device)
+    return time.perf_counter() - t0, result
+
+
+def measure_peak_flops(device: torch.device) -> dict[str, Any]:
+    """Measured dense matmul rate of ``device``, the denominator of the MFU.
+
+    CUDA: bf16 ``8192 x 8192 @ 8192 x 8192`` (tensor cores), best of 5 timed bursts of 10.
+    CPU: fp32 ``1024^3`` (a CPU has no bf16 matrix units worth the name; the CPU pipelines
+    train in fp32), best of 5 single products. Returns ``flops`` (FLOP/s) and a description.
+    """
+    if device.type == "cuda":
+        n, dtype, reps, trials = 8192, torch.bfloat16, 10, 5
+    else:
+        n, dtype, reps, trials = 1024, torch.float32, 1, 5
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+    for _ in range(3):
+        c = a @ b
+    sync(device)
+    best = math.inf
+    for _ in range(trials):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            c = a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    del a, b, c
+    free(device)
+    flops = 2 * n**3 * reps / best
+    kind = "bf16" if dtype == torch.bfloat16 else "fp32"
+    note = "" if device.type == "cuda" else " (CPU: fp32, since the CPU pipelines run in fp32)"
+    return {
+        "flops": flops,
+        "dtype": kind,
+        "matmul_size": n,
+        "method": f"{kind} matmul {n}x{n} @ {n}x{n}, best of {trials} timed runs{note}",
+    }

@@ -1,0 +1,284 @@
+"""One training run end to end: the row's model, SGD, an LR schedule stepped per iteration.
+
+The k-decay runs keep everything of the row but the schedule. The reported error is the test
+error after the last epoch (the convention of the model papers); the best error and its epoch
+are recorded too. Runs resume from an atomic checkpoint keyed by the config hash, and a
+NaN/inf loss ends the run with status "diverged" (exit 0, so a sweep goes on).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kdecay import __version__
+from kdecay.checks import ConfigError
+from kdecay.config import RunSpec
+from kdecay.data.prepare import PreparedData, load_prepared, prepared_path
+from kdecay.fileio import write_history, write_json
+from kdecay.models import build_from_spec, forward_macs
+from kdecay.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from kdecay.train.runtime import Runtime, runtime_for
+from kdecay.train.trainer import Trainer
+
+__all__ = ["code_version", "estimated_cpu_hours", "train_run"]
+
+# Optimistic multiply-add rate of a many-core CPU training in fp32; only used to estimate how
+# long a run would take without a GPU before refusing it (README, "Reliability").
+CPU_MACS_PER_SECOND = 1.0e11
+
+Log = Callable[[str], None]
+
+
+def estimated_cpu_hours(macs_per_image: int, images_per_epoch: int, epochs: int) -> float:
+    """Forward + backward ~ 3 x forward MACs per image, at :data:`CPU_MACS_PER_SECOND`."""
+    return 3 * macs_per_image * images_per_epoch * epochs / CPU_MACS_PER_SECOND / 3600
+
+
+def code_version() -> dict[str, Any]:
+    """Commit of the checkout this package runs from, and whether its tracked files differ."""
+    here = str(Path(__file__).resolve().parent)
+
+    def git(*args: str) -> str:
+        out = subprocess.run(
+            ["git", "-C", here, *args], capture_output=True, text=True, timeout=10, check=True
+        )
+        return out.stdout.strip()
+
+    try:
+        return {
+            "git_commit": git("rev-parse", "HEAD"),
+            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        }
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": "unknown", "git_dirty": None}
+
+
+def _fmt_seconds(s: float) -> str:
+    s = round(s)
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _load_data(spec: RunSpec) -> PreparedData:
+    path = prepared_path(spec.dataset, Path(spec.prepared_dir))
+    if not path.is_file():
+        raise ConfigError(
+            f"prepared data {path} is missing: run `kdecay download --dataset {spec.dataset}` "
+            f"then `kdecay prepare --dataset {spec.dataset}` (or `dvc repro "
+            f"prepare@{spec.dataset}`)"
+        )
+    data = load_prepared(path)
+    if len(data.classes) != spec.num_classes:
+        raise ConfigError(
+            f"{path} has {len(data.classes)} classes, expected "
+            f"{spec.num_classes} for {spec.dataset}"
+        )
+    return data
+
+
+def _check_cpu_budget(spec: RunSpec, runtime: Runtime, macs: int, n_train: int) -> None:
+    """With ``device: auto`` and no CUDA, refuse a run longer than ``train.cpu_max_hours``."""
+    if runtime.cuda or spec.train.device != "auto":
+        return
+    hours = estimated_cpu_hours(macs, n_train, spec.epochs)
+    if hours > spec.train.cpu_max_hours:
+        raise ConfigError(
+            f"{spec.label}: no CUDA device, and this full-size run would take about "
+            f"{hours:.0f} hours on a CPU (> train.cpu_max_hours = "
+            f"{spec.train.cpu_max_hours:g}). Run on a GPU, try `make smoke` for the "
+            f"CPU-sized pipeline, or set train.device: cpu to force the CPU."
+        )
+
+
+def _provenance(spec: RunSpec, trainer: Trainer, macs: int) -> dict[str, Any]:
+    """What the run is and what it ran on (the first keys of metrics.json)."""
+    return {
+        "dataset": spec.dataset,
+        "row": spec.row,
+        "method": spec.method,
+        "k": spec.k,
+        "seed": spec.seed,
+        "model": spec.model if isinstance(spec.model, str) else dict(spec.model),
+        "schedule": spec.schedule["kind"],
+        "params": trainer.params,
+        "forward_macs": macs,
+        "epochs": spec.epochs,
+        "batch_size": spec.batch_size,
+        "iterations_per_epoch": trainer.iters_per_epoch,
+        "device": trainer.runtime.device_name(),
+        "precision": trainer.runtime.precision,
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda,
+        "kdecay_version": __version__,
+        **code_version(),
+        "config_hash": spec.config_hash(),
+    }
+
+
+@dataclass
+class Progress:
+    """The part of a run that a checkpoint carries besides the trainer's state."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch: int = 0
+    wall_seconds: float = 0.0
+    train_seconds: float = 0.0
+    status: str = "completed"
+    diverged_epoch: int | None = None
+
+    def checkpoint(self, trainer: Trainer, spec: RunSpec) -> dict[str, Any]:
+        """The checkpoint payload after :attr:`epoch` epochs."""
+        return {
+            "trainer": trainer.state(),
+            "history": self.history,
+            "epoch": self.epoch,
+            "wall_seconds": self.wall_seconds,
+            "train_seconds": self.train_seconds,
+            "config_hash": spec.config_hash(),
+        }
+
+
+def _resume(trainer: Trainer, spec: RunSpec, ckpt_file: Path, log: Log) -> Progress:
+    ckpt = load_checkpoint(ckpt_file)
+    if ckpt is None:
+        return Progress()
+    trainer.load_state(ckpt["trainer"])
+    progress = Progress(
+        history=list(ckpt["history"]),
+        epoch=int(ckpt["epoch"]),
+        wall_seconds=float(ckpt["wall_seconds"]),
+        train_seconds=float(ckpt["train_seconds"]),
+    )
+    log(f"[{spec.label}] resuming from {ckpt_file} after epoch {progress.epoch}")
+    return progress
+
+
+def _run_epoch(trainer: Trainer, spec: RunSpec, progress: Progress) -> dict[str, Any]:
+    """Train (and maybe evaluate) one epoch; append its history line and return it."""
+    epoch = progress.epoch
+    t0 = time.perf_counter()
+    lr = trainer.schedule(epoch * trainer.iters_per_epoch)
+    train_loss, train_err = trainer.train_epoch()
+    trainer.runtime.sync()
+    t_train = time.perf_counter() - t0
+    record: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_loss": train_loss,
+        "train_error": train_err,
+    }
+    if not math.isfinite(train_loss):
+        progress.status, progress.diverged_epoch = "diverged", epoch + 1
+        record["seconds"] = round(t_train, 3)
+        progress.history.append(record)
+        return record
+    last = epoch + 1 == spec.epochs
+    test_loss = test_err = None
+    if last or (epoch + 1) % spec.train.eval_every == 0:
+        test_loss, test_err = trainer.evaluate()
+    seconds = time.perf_counter() - t0
+    progress.wall_seconds += seconds
+    progress.train_seconds += t_train
+    progress.epoch = epoch + 1
+    record.update(test_loss=test_loss, test_error=test_err, seconds=round(seconds, 3))
+    progress.history.append(record)
+    return record
+
+
+def _log_epoch(spec: RunSpec, record: dict[str, Any], eta: float, log: Log) -> None:
+    test_txt = (
+        f"test loss {record['test_loss']:.4f} err {record['test_error']:.2f}%"
+        if record["test_error"] is not None
+        else "test -"
+    )
+    log(
+        f"[{spec.label}] epoch {record['epoch']}/{spec.epochs} lr {record['lr']:.5f} train "
+        f"loss {record['train_loss']:.4f} err {record['train_error']:.2f}% {test_txt} "
+        f"{record['seconds']:.1f}s ETA {_fmt_seconds(eta)}"
+    )
+
+
+def _train_epochs(
+    trainer: Trainer, spec: RunSpec, progress: Progress, out_dir: Path, log: Log
+) -> None:
+    """The epoch loop: history after every epoch, a checkpoint every checkpoint_every."""
+    ckpt_file, start, session_seconds = checkpoint_path(spec), progress.epoch, 0.0
+    while progress.epoch < spec.epochs:
+        record = _run_epoch(trainer, spec, progress)
+        if progress.status == "diverged":
+            log(
+                f"[{spec.label}] DIVERGED at epoch {record['epoch']}: training loss is "
+                f"{record['train_loss']}; status 'diverged' recorded, no error rate reported"
+            )
+            return
+        session_seconds += record["seconds"]
+        eta = (spec.epochs - progress.epoch) * session_seconds / (progress.epoch - start)
+        _log_epoch(spec, record, eta, log)
+        write_history(out_dir / "history.csv", progress.history)
+        if progress.epoch < spec.epochs and progress.epoch % spec.train.checkpoint_every == 0:
+            save_checkpoint(ckpt_file, progress.checkpoint(trainer, spec))
+
+
+def _final_metrics(base: dict[str, Any], progress: Progress, trainer: Trainer) -> dict[str, Any]:
+    history, done = progress.history, progress.status == "completed"
+    evaluated = [h for h in history if h.get("test_error") is not None]
+    best = min(evaluated, key=lambda h: h["test_error"]) if evaluated else None
+    last = history[-1] if done else {}
+    return {
+        **base,
+        "status": progress.status,
+        "diverged_epoch": progress.diverged_epoch,
+        "epochs_completed": len(history) if done else len(history) - 1,
+        "final_test_error": last.get("test_error"),
+        "final_test_loss": last.get("test_loss"),
+        "final_train_loss": last.get("train_loss"),
+        "final_train_error": last.get("train_error"),
+        "best_test_error": best["test_error"] if best else None,
+        "best_epoch": best["epoch"] if best else None,
+        "wall_seconds": round(progress.wall_seconds, 3),
+        "images_per_second": (
+            round(trainer.n_train * len(history) / progress.train_seconds, 1)
+            if done and progress.train_seconds > 0
+            else None
+        ),
+    }
+
+
+def train_run(spec: RunSpec, out_dir: Path, log: Log = print) -> dict[str, Any]:
+    """Train one run, writing ``out_dir/metrics.json`` and ``out_dir/history.csv``."""
+    runtime = runtime_for(spec.train)
+    data = _load_data(spec)
+    torch.manual_seed(spec.seed)
+    model = build_from_spec(spec.model, spec.num_classes)
+    macs = forward_macs(model)
+    _check_cpu_budget(spec, runtime, macs, int(data.train_labels.numel()))
+    trainer = Trainer(spec, data, model, runtime)
+    progress = _resume(trainer, spec, checkpoint_path(spec), log)
+    base = _provenance(spec, trainer, macs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log(
+        f"[{spec.label}] {trainer.params / 1e6:.2f}M params, {spec.epochs} epochs x "
+        f"{trainer.iters_per_epoch} it, schedule {spec.schedule['kind']}, device {base['device']}"
+    )
+    _train_epochs(trainer, spec, progress, out_dir, log)
+    write_history(out_dir / "history.csv", progress.history)
+    metrics = _final_metrics(base, progress, trainer)
+    if progress.status == "completed" and spec.train.save_weights:
+        torch.save(trainer.model.state_dict(), out_dir / "model.pt")
+    write_json(out_dir / "metrics.json", metrics)
+    shutil.rmtree(checkpoint_path(spec).parent, ignore_errors=True)
+    if progress.status == "completed":
+        log(
+            f"[{spec.label}] done: final test error {metrics['final_test_error']:.2f}% "
+            f"(best {metrics['best_test_error']:.2f}% at epoch {metrics['best_epoch']}), "
+            f"wall {_fmt_seconds(metrics['wall_seconds'])}"
+        )
+    return metrics
