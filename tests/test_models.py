@@ -344,3 +344,14 @@ def test_base_width_builds_thinner_versions_and_is_validated():
         preact_resnet(8, base_width=0)
     with pytest.raises(ValueError, match="base_width"):
         wide_resnet(10, 1, base_width=-4)
+
+
+def test_unit_module_order_fixes_the_seeded_initialisation() -> None:
+    """he_init_ draws in module order; bn1, the branch, then the shortcut (as before the
+    basic units were merged), so a seed gives the same initial weights as always."""
+    from kdecay.models.layers import BasicUnit, BottleneckUnit
+
+    names = [n for n, _ in BasicUnit(4, 8, stride=2, dropout=0.1).named_children()]
+    assert names == ["bn1", "conv1", "bn2", "dropout", "conv2", "shortcut"]
+    names = [n for n, _ in BottleneckUnit(4, 8, stride=2).named_children()]
+    assert names == ["bn1", "conv1", "bn2", "conv2", "bn3", "conv3", "shortcut"]

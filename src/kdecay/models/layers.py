@@ -65,8 +65,9 @@ class PreActUnit(nn.Module):
 
     expansion = 1
 
-    def _init_unit(self, in_channels: int, out_channels: int, stride: int) -> None:
-        self.bn1 = nn.BatchNorm2d(in_channels)
+    def _init_shortcut(self, in_channels: int, out_channels: int, stride: int) -> None:
+        """Called last in ``__init__``: module order (hence the seeded initialisation) is
+        bn1, the branch's layers, then the shortcut, as in the reference codes."""
         self.shortcut: nn.Module | None = None
         if stride != 1 or in_channels != out_channels:
             self.shortcut = conv1x1(in_channels, out_channels, stride)
@@ -92,11 +93,12 @@ class BasicUnit(PreActUnit):
         self, in_channels: int, out_channels: int, stride: int = 1, dropout: float = 0.0
     ) -> None:
         super().__init__()
-        self._init_unit(in_channels, out_channels, stride)
+        self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = conv3x3(in_channels, out_channels, stride)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.dropout = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
         self.conv2 = conv3x3(out_channels, out_channels)
+        self._init_shortcut(in_channels, out_channels, stride)
 
     def branch(self, out: torch.Tensor) -> torch.Tensor:
         out = self.conv1(out)
@@ -113,12 +115,13 @@ class BottleneckUnit(PreActUnit):
 
     def __init__(self, in_channels: int, width: int, stride: int = 1) -> None:
         super().__init__()
-        self._init_unit(in_channels, width * self.expansion, stride)
+        self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = conv1x1(in_channels, width)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv2 = conv3x3(width, width, stride)
         self.bn3 = nn.BatchNorm2d(width)
         self.conv3 = conv1x1(width, width * self.expansion)
+        self._init_shortcut(in_channels, width * self.expansion, stride)
 
     def branch(self, out: torch.Tensor) -> torch.Tensor:
         out = self.conv1(out)
