@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -144,3 +146,84 @@ def test_missing_inputs_raise_config_error(tmp_path: Path, runs: Path) -> None:
         write_figures(
             summary, runs, tmp_path / "nope_appendix.csv", tmp_path / "f", params_file=params
         )
+
+
+def _curves_fixture(tmp_path: Path, seeds: int = 1) -> tuple[Path, Path, Path]:
+    """wrn16_8 on CIFAR-10 where the original recipe ends far above every k (the case the old
+    clipping rule hid), k = 1 in between, k = 2 best."""
+    params = _params(tmp_path, seeds=list(range(seeds)), datasets=["cifar10"])
+    root = tmp_path / "runs"
+    for seed in range(seeds):
+        _run(root, "cifar10", "wrn16_8", "original", seed, 60.0 + seed, epochs=20)
+        _run(root, "cifar10", "wrn16_8", "k1", seed, 8.0 + seed, epochs=20)
+        _run(root, "cifar10", "wrn16_8", "k2", seed, 2.0 + seed, epochs=20)
+    summary = tmp_path / "summary.csv"
+    aggregate(root, summary, params)
+    return params, summary, root
+
+
+def test_curves_never_hide_a_curve_and_keep_legends_off_the_data(tmp_path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from kdecay.report.aggregate import read_summary
+    from kdecay.report.curves import curves_figure
+
+    params, summary, root = _curves_fixture(tmp_path)
+    fig = curves_figure(load_params(params), read_summary(summary)[1], root)
+    FigureCanvasAgg(fig).draw()
+    ax = next(a for a in fig.axes if a.get_title() == "CIFAR-10 / wrn16_8")
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert any(label.startswith("original recipe") for label in labels)
+    assert any(label.startswith("k=1 (control)") for label in labels)
+    assert any(label.startswith("best k=2") for label in labels)
+    lo, hi = ax.get_ylim()
+    for line in ax.get_lines():  # every curve's second half lies inside the y-range
+        y = line.get_ydata()[len(line.get_ydata()) // 2 :]
+        assert ((y >= lo) & (y <= hi)).all(), (line.get_label(), lo, hi)
+    legend = ax.get_legend().get_window_extent()
+    assert not legend.overlaps(ax.get_window_extent())
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert all(float(t).is_integer() for t in ticks)
+
+
+@pytest.mark.parametrize(("seeds", "label"), [(1, "one seed"), (2, "mean ± std over seeds")])
+def test_ksweep_legend_says_std_only_with_several_seeds(tmp_path: Path, seeds, label) -> None:
+    from kdecay.report.aggregate import read_summary
+    from kdecay.report.figures import _ksweep_figure
+    from kdecay.report.tables import load_appendix
+
+    params, summary, _ = _curves_fixture(tmp_path, seeds)
+    fig = _ksweep_figure(load_params(params), read_summary(summary)[1], load_appendix(APPENDIX))
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert f"ours: k-decay ({label})" in texts
+    caps = [c for ax in fig.axes for c in ax.containers]
+    assert bool(caps) == (seeds > 1)  # error bars only when there is a spread to show
+
+
+@pytest.mark.skipif(
+    shutil.which("pdflatex") is None, reason="pdflatex missing (.ci/run installs it)"
+)
+def test_latex_tables_compile_without_overfull_boxes(tmp_path: Path, runs: Path) -> None:
+    from kdecay.report.tables import write_tables
+
+    params = _params(tmp_path)
+    summary = tmp_path / "summary.csv"
+    aggregate(runs, summary, params)
+    out = tmp_path / "tables"
+    write_tables(summary, APPENDIX, out, params_file=params)
+    first = (out / "cifar10.tex").read_text().splitlines()[0]
+    assert "booktabs" in first and "graphicx" in first  # the packages, named in a comment
+    doc = tmp_path / "doc.tex"
+    doc.write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n"
+        "\\input{tables/cifar10.tex}\n\\input{tables/cifar100.tex}\n\\end{document}\n"
+    )
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    log = (tmp_path / "doc.log").read_text(errors="replace")
+    assert done.returncode == 0, log[-3000:]
+    assert "Overfull" not in log, [line for line in log.splitlines() if "Overfull" in line]

@@ -27,11 +27,23 @@ HISTORY_COLUMNS = (
 )
 
 
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` as the user's umask lets a newly created file have it (0o644 for umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling file and ``os.replace``."""
+    """Write ``data`` to ``path`` via a temporary sibling file and ``os.replace``.
+
+    The file gets the permissions of the user's umask, like any file the user creates
+    (``tempfile`` alone would leave it readable by its owner only).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, umask_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -114,7 +114,11 @@ def collect(runs_root: Path, params: dict[str, Any]) -> pd.DataFrame:
     """One line per expected run, with status ``missing`` where no finished metrics exist."""
     lines = []
     for run in expected_runs(params):
-        m = _read_metrics(run_dir(runs_root, run) / "metrics.json") or {}
+        folder = run_dir(runs_root, run)
+        m = {
+            **(_read_metrics(folder / "run.json") or {}),
+            **(_read_metrics(folder / "metrics.json") or {}),
+        }
         status = m.get("status", "missing")
         if status not in ("completed", "diverged"):
             status = "missing"  # e.g. metrics of a run still in progress
@@ -161,14 +165,25 @@ def cells(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=CELL_COLUMNS)
 
 
-def aggregate(runs_root: Path, out: Path, params_file: Path = Path("params.yaml")) -> pd.DataFrame:
-    """Write the summary CSV (run lines, then cell lines) atomically and return it."""
+def aggregate(
+    runs_root: Path,
+    out: Path,
+    params_file: Path = Path("params.yaml"),
+    plots_dir: Path | None = None,
+) -> pd.DataFrame:
+    """Write the summary CSV (run lines, then cell lines) atomically and return it; with
+    ``plots_dir``, also the data files of the DVC plots (:mod:`kdecay.report.plotdata`)."""
     params = load_params(params_file)
     runs = collect(runs_root, params)
-    summary = pd.concat([runs, cells(runs)], ignore_index=True, sort=False)
+    cell_lines = cells(runs)
+    summary = pd.concat([runs, cell_lines], ignore_index=True, sort=False)
     for col in INT_COLUMNS:
         summary[col] = pd.to_numeric(summary[col]).round().astype("Int64")
     atomic_write_bytes(out, summary.to_csv(index=False, float_format="%.4f").encode())
+    if plots_dir is not None:
+        from kdecay.report.plotdata import write_plot_data
+
+        write_plot_data(runs, cell_lines, runs_root, params, plots_dir)
     done = int((runs["status"] == "completed").sum())
     print(
         f"aggregate: {done}/{len(runs)} runs completed, "

@@ -27,7 +27,8 @@ from matplotlib.lines import Line2D
 from kdecay import schedules
 from kdecay.config import load_params, row_names
 from kdecay.fileio import atomic_write_bytes
-from kdecay.report.aggregate import is_original_sgdr, read_summary, run_dir
+from kdecay.report.aggregate import is_original_sgdr, read_summary
+from kdecay.report.curves import curves_figure
 from kdecay.report.tables import DATASET_TITLES, load_appendix
 
 SYNTHETIC_PREFIX = "SYNTHETIC DATA (smoke run) — "
@@ -152,6 +153,8 @@ def _ksweep_figure(params: dict[str, Any], cells: pd.DataFrame, appendix: pd.Dat
     if params.get("synthetic") is True:  # CIFAR numbers next to synthetic data mislead
         appendix = appendix.iloc[0:0]
     left = ks[0] - 0.5  # x of the paper's original-recipe markers
+    n = pd.to_numeric(cells["n"], errors="coerce")
+    multi_seed = bool((n >= 2).any())
     fig = Figure(figsize=(3.5 * len(datasets) + 0.2, 4.2), layout="constrained")
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     for ax, dataset in zip(axes, datasets, strict=True):
@@ -160,10 +163,12 @@ def _ksweep_figure(params: dict[str, Any], cells: pd.DataFrame, appendix: pd.Dat
             col, mk = colours[i % len(colours)], MARKERS[i % len(MARKERS)]
             c = _cell_rows(cells, dataset, row)
             kc = c[c["method"] != "original"].dropna(subset=["k"]).sort_values("k")
-            if len(kc):
+            if len(kc) and multi_seed:
                 yerr = np.where(kc["n"] >= 2, kc["std_error"].fillna(0), 0.0)
                 ax.errorbar(kc["k"], kc["mean_error"], yerr, color=col, marker=mk, ms=4, capsize=2)
-                ours += len(kc)
+            elif len(kc):
+                ax.plot(kc["k"], kc["mean_error"], color=col, marker=mk, ms=4)
+            ours += len(kc)
             for y in c.loc[c["method"] == "original", "mean_error"]:
                 ax.axhline(y, color=col, ls="--", lw=0.9)
             a = appendix[(appendix["dataset"] == dataset) & (appendix["row"] == row)]
@@ -191,78 +196,14 @@ def _ksweep_figure(params: dict[str, Any], cells: pd.DataFrame, appendix: pd.Dat
         Line2D([], [], color=colours[i % len(colours)], marker=MARKERS[i % len(MARKERS)], ms=4)
         for i in range(len(rows))
     ]
-    labels = [*rows, "ours: k-decay (mean ± std over seeds)", "ours: original recipe"]
+    ours_label = "mean ± std over seeds" if multi_seed else "one seed"
+    labels = [*rows, f"ours: k-decay ({ours_label})", "ours: original recipe"]
     handles += [Line2D([], [], color="0.3", marker="o", ms=4), Line2D([], [], color="0.3", ls="--")]
     if len(appendix):
         labels += ["paper: k-decay at its k", "paper: original recipe"]
         handles += [Line2D([], [], mfc="0.7", **STAR), Line2D([], [], mec="0.3", **PAPER_ORIG)]
     fig.legend(handles, labels, loc="outside lower center", ncol=3)
     fig.suptitle(figure_title(params, f"{datasets_title(params)}: final test error vs k"))
-    return fig
-
-
-# ---------------------------------------------------------------------------------------------
-# (c) training curves
-
-
-def _best_k(cells: pd.DataFrame, dataset: str, row: str) -> str | None:
-    c = _cell_rows(cells, dataset, row)
-    c = c[c["method"] != "original"]
-    return None if c.empty else str(c.loc[c["mean_error"].idxmin(), "method"])
-
-
-def _history(runs_root: Path, params: dict[str, Any], run: dict[str, Any]) -> pd.DataFrame | None:
-    """(epoch, test_error) of the smallest seed with a history.csv; evaluated epochs only."""
-    for seed in sorted(int(s) for s in params.get("seeds", [0])):
-        path = run_dir(runs_root, {**run, "seed": seed}) / "history.csv"
-        if path.is_file():
-            h = pd.read_csv(path)
-            h = h[["epoch", "test_error"]].apply(pd.to_numeric, errors="coerce")
-            h = h[np.isfinite(h["epoch"]) & np.isfinite(h["test_error"])]
-            return h if len(h) else None
-    return None
-
-
-def _curves_figure(params: dict[str, Any], cells: pd.DataFrame, runs_root: Path) -> Figure:
-    rows, datasets = row_names(params), params["datasets"]
-    fig = Figure(figsize=(3.5 * len(datasets), 1.55 * len(rows) + 0.6), layout="constrained")
-    axes = fig.subplots(len(rows), len(datasets), squeeze=False)
-    for i, row in enumerate(rows):
-        sgdr_row = is_original_sgdr(params["rows"][row])
-        base = "k1" if sgdr_row else "original"
-        for j, dataset in enumerate(datasets):
-            ax: Axes = axes[i][j]
-            best = _best_k(cells, dataset, row)
-            lines = [(base, "0.35", "k=1 (SGDR)" if sgdr_row else "original")]
-            if best == base:
-                lines = [(base, "tab:red", f"{lines[0][2]} = best k")]
-            elif best is not None:
-                lines.append((best, "tab:red", f"best k={best[1:]}"))
-            lo, hi = math.inf, -math.inf
-            for method, colour, label in lines:
-                h = _history(runs_root, params, {"dataset": dataset, "row": row, "method": method})
-                if h is None:
-                    continue
-                err = h["test_error"]
-                last = f"{err.iloc[-1]:.2f}% @ ep {h['epoch'].iloc[-1]:g}"
-                ax.plot(h["epoch"], err, color=colour, lw=1.0, label=f"{label}: {last}")
-                lo, hi = min(lo, err.min()), max(hi, err.max())
-            if math.isfinite(lo):
-                top = min(hi, 3 * lo + 5)  # clip the first epochs so the end stays readable
-                ax.set_ylim(max(0.0, lo - 0.05 * (top - lo) - 0.1), top + 0.05 * (top - lo) + 0.1)
-                ax.legend(loc="upper right", handlelength=1.5)
-            else:
-                _note(ax, "no runs yet", 0.6)
-                ax.set_yticks([])
-            ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)} / {row}")
-            ax.set_xlim(0, params["rows"][row].get("epochs", None))
-            ax.grid(alpha=0.3)
-            if i == len(rows) - 1:
-                ax.set_xlabel("epoch")
-            if j == 0:
-                ax.set_ylabel("test error (%)")
-    text = f"{datasets_title(params)}: test error during training (smallest seed)"
-    fig.suptitle(figure_title(params, text))
     return fig
 
 
@@ -283,5 +224,8 @@ def write_figures(
     with mpl.rc_context(STYLE):
         written += _save(_lr_figure(params), out, "lr_schedules")
         written += _save(_ksweep_figure(params, cells, paper), out, "ksweep")
-        written += _save(_curves_figure(params, cells, Path(runs)), out, "curves")
+        curves = curves_figure(params, cells, Path(runs))
+        text = f"{datasets_title(params)}: test error during training (smallest seed)"
+        curves.suptitle(figure_title(params, text))
+        written += _save(curves, out, "curves")
     return written

@@ -16,23 +16,13 @@ import pandas as pd
 
 from kdecay.checks import ConfigError
 from kdecay.config import load_params, method_dir
+from kdecay.data.datasets import DATASETS
 from kdecay.fileio import atomic_write_bytes
 from kdecay.report.aggregate import is_original_sgdr, read_summary
+from kdecay.report.render import to_latex, to_markdown
 
-DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+DATASET_TITLES = {name: info.title for name, info in DATASETS.items()}
 PARAMS_TOLERANCE = 0.05  # relative difference above which the printed parameter count is flagged
-
-COLUMNS = {
-    "model": "Model",
-    "config": "Config",
-    "params": "Params (ours)",
-    "paper_original": "Paper orig. err",
-    "ours_original": "Our orig. err",
-    "paper_kdecay": "Paper k-decay err (k)",
-    "ours_at_paper_k": "Our err at paper k",
-    "ours_best": "Our best k: err",
-    "reproduced": "Improvement reproduced?",
-}
 
 
 def load_appendix(path: Path) -> pd.DataFrame:
@@ -195,58 +185,6 @@ def footnotes(dataset: str, appendix: pd.DataFrame) -> list[str]:
                 f"{names}: probably a transcription error in the paper"
             )
     return notes
-
-
-def to_markdown(table: pd.DataFrame, title: str, notes: list[str]) -> str:
-    """A GitHub-flavoured Markdown table with a title and footnotes."""
-    head = list(COLUMNS.values())
-    out = [
-        f"### {title}",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---" for _ in head) + "|",
-    ]
-    out += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for _, r in table.iterrows()]
-    out += [""] + [f"- {n}" for n in notes]
-    return "\n".join(out) + "\n"
-
-
-def _tex_escape(s: str) -> str:
-    for a, b in (
-        ("\\", r"\textbackslash{}"),
-        ("&", r"\&"),
-        ("%", r"\%"),
-        ("_", r"\_"),
-        ("#", r"\#"),
-        ("±", r"$\pm$"),
-        ("≥", r"$\geq$"),
-    ):
-        s = s.replace(a, b)
-    return s
-
-
-def to_latex(table: pd.DataFrame, title: str, notes: list[str]) -> str:
-    """A booktabs LaTeX table (needs \\usepackage{booktabs})."""
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering\scriptsize",
-        rf"\caption{{{_tex_escape(title)}}}",
-        r"\begin{tabular}{" + "l" * len(COLUMNS) + "}",
-        r"\toprule",
-        " & ".join(_tex_escape(h) for h in COLUMNS.values()) + r" \\",
-        r"\midrule",
-    ]
-    lines += [
-        " & ".join(_tex_escape(str(r[c])) for c in COLUMNS) + r" \\" for _, r in table.iterrows()
-    ]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    lines += (
-        [r"\par\smallskip\parbox{\linewidth}{" + "; ".join(_tex_escape(n) for n in notes) + "}"]
-        if notes
-        else []
-    )
-    lines += [r"\end{table}"]
-    return "\n".join(lines) + "\n"
 
 
 def write_tables(

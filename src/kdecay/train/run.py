@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,52 +18,19 @@ from typing import Any
 
 import torch
 
-from kdecay import __version__
 from kdecay.checks import ConfigError
 from kdecay.config import RunSpec
 from kdecay.data.prepare import PreparedData, load_prepared, prepared_path
 from kdecay.fileio import write_history, write_json
 from kdecay.models import build_from_spec, forward_macs
 from kdecay.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from kdecay.train.provenance import estimated_cpu_hours, fmt_seconds, provenance
 from kdecay.train.runtime import Runtime, runtime_for
 from kdecay.train.trainer import Trainer
 
-__all__ = ["code_version", "estimated_cpu_hours", "train_run"]
-
-# Optimistic multiply-add rate of a many-core CPU training in fp32; only used to estimate how
-# long a run would take without a GPU before refusing it (README, "Reliability").
-CPU_MACS_PER_SECOND = 1.0e11
+__all__ = ["train_run"]
 
 Log = Callable[[str], None]
-
-
-def estimated_cpu_hours(macs_per_image: int, images_per_epoch: int, epochs: int) -> float:
-    """Forward + backward ~ 3 x forward MACs per image, at :data:`CPU_MACS_PER_SECOND`."""
-    return 3 * macs_per_image * images_per_epoch * epochs / CPU_MACS_PER_SECOND / 3600
-
-
-def code_version() -> dict[str, Any]:
-    """Commit of the checkout this package runs from, and whether its tracked files differ."""
-    here = str(Path(__file__).resolve().parent)
-
-    def git(*args: str) -> str:
-        out = subprocess.run(
-            ["git", "-C", here, *args], capture_output=True, text=True, timeout=10, check=True
-        )
-        return out.stdout.strip()
-
-    try:
-        return {
-            "git_commit": git("rev-parse", "HEAD"),
-            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        }
-    except (OSError, subprocess.SubprocessError):
-        return {"git_commit": "unknown", "git_dirty": None}
-
-
-def _fmt_seconds(s: float) -> str:
-    s = round(s)
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def _load_data(spec: RunSpec) -> PreparedData:
@@ -98,31 +64,6 @@ def _check_cpu_budget(spec: RunSpec, runtime: Runtime, macs: int, n_train: int) 
         )
 
 
-def _provenance(spec: RunSpec, trainer: Trainer, macs: int) -> dict[str, Any]:
-    """What the run is and what it ran on (the first keys of metrics.json)."""
-    return {
-        "dataset": spec.dataset,
-        "row": spec.row,
-        "method": spec.method,
-        "k": spec.k,
-        "seed": spec.seed,
-        "model": spec.model if isinstance(spec.model, str) else dict(spec.model),
-        "schedule": spec.schedule["kind"],
-        "params": trainer.params,
-        "forward_macs": macs,
-        "epochs": spec.epochs,
-        "batch_size": spec.batch_size,
-        "iterations_per_epoch": trainer.iters_per_epoch,
-        "device": trainer.runtime.device_name(),
-        "precision": trainer.runtime.precision,
-        "torch_version": torch.__version__,
-        "cuda_version": torch.version.cuda,
-        "kdecay_version": __version__,
-        **code_version(),
-        "config_hash": spec.config_hash(),
-    }
-
-
 @dataclass
 class Progress:
     """The part of a run that a checkpoint carries besides the trainer's state."""
@@ -133,6 +74,7 @@ class Progress:
     train_seconds: float = 0.0
     status: str = "completed"
     diverged_epoch: int | None = None
+    checkpointed_epoch: int | None = None
 
     def checkpoint(self, trainer: Trainer, spec: RunSpec) -> dict[str, Any]:
         """The checkpoint payload after :attr:`epoch` epochs."""
@@ -157,6 +99,7 @@ def _resume(trainer: Trainer, spec: RunSpec, ckpt_file: Path, log: Log) -> Progr
         wall_seconds=float(ckpt["wall_seconds"]),
         train_seconds=float(ckpt["train_seconds"]),
     )
+    progress.checkpointed_epoch = progress.epoch
     log(f"[{spec.label}] resuming from {ckpt_file} after epoch {progress.epoch}")
     return progress
 
@@ -202,7 +145,7 @@ def _log_epoch(spec: RunSpec, record: dict[str, Any], eta: float, log: Log) -> N
     log(
         f"[{spec.label}] epoch {record['epoch']}/{spec.epochs} lr {record['lr']:.5f} train "
         f"loss {record['train_loss']:.4f} err {record['train_error']:.2f}% {test_txt} "
-        f"{record['seconds']:.1f}s ETA {_fmt_seconds(eta)}"
+        f"{record['seconds']:.1f}s ETA {fmt_seconds(eta)}"
     )
 
 
@@ -225,15 +168,30 @@ def _train_epochs(
         write_history(out_dir / "history.csv", progress.history)
         if progress.epoch < spec.epochs and progress.epoch % spec.train.checkpoint_every == 0:
             save_checkpoint(ckpt_file, progress.checkpoint(trainer, spec))
+            progress.checkpointed_epoch = progress.epoch
 
 
-def _final_metrics(base: dict[str, Any], progress: Progress, trainer: Trainer) -> dict[str, Any]:
+def _interrupted(spec: RunSpec, progress: Progress) -> str:
+    """The one line printed on Ctrl-C: what was kept and how to resume."""
+    where = f"{spec.label} stopped in epoch {progress.epoch + 1}/{spec.epochs}"
+    if progress.checkpointed_epoch is None:
+        return (
+            f"{where}; no checkpoint yet (the first comes after epoch "
+            f"{spec.train.checkpoint_every}): rerunning `dvc repro` starts this run again"
+        )
+    return (
+        f"{where}; kept the checkpoint after epoch {progress.checkpointed_epoch} "
+        f"({checkpoint_path(spec)}): rerun `dvc repro` to resume from it"
+    )
+
+
+def _final_metrics(progress: Progress, trainer: Trainer) -> dict[str, Any]:
+    """The numbers of the run (``metrics.json``, a DVC metric)."""
     history, done = progress.history, progress.status == "completed"
     evaluated = [h for h in history if h.get("test_error") is not None]
     best = min(evaluated, key=lambda h: h["test_error"]) if evaluated else None
     last = history[-1] if done else {}
     return {
-        **base,
         "status": progress.status,
         "diverged_epoch": progress.diverged_epoch,
         "epochs_completed": len(history) if done else len(history) - 1,
@@ -253,7 +211,13 @@ def _final_metrics(base: dict[str, Any], progress: Progress, trainer: Trainer) -
 
 
 def train_run(spec: RunSpec, out_dir: Path, log: Log = print) -> dict[str, Any]:
-    """Train one run, writing ``out_dir/metrics.json`` and ``out_dir/history.csv``."""
+    """Train one run, writing ``metrics.json`` (the numbers), ``run.json`` (provenance) and
+    ``history.csv`` (per epoch) into ``out_dir``; returns the metrics.
+
+    Raises:
+        KeyboardInterrupt: on Ctrl-C, with a one-line message saying which checkpoint was
+            kept and how to resume.
+    """
     runtime = runtime_for(spec.train)
     data = _load_data(spec)
     torch.manual_seed(spec.seed)
@@ -262,23 +226,28 @@ def train_run(spec: RunSpec, out_dir: Path, log: Log = print) -> dict[str, Any]:
     _check_cpu_budget(spec, runtime, macs, int(data.train_labels.numel()))
     trainer = Trainer(spec, data, model, runtime)
     progress = _resume(trainer, spec, checkpoint_path(spec), log)
-    base = _provenance(spec, trainer, macs)
+    run_info = provenance(spec, trainer, macs)
     out_dir.mkdir(parents=True, exist_ok=True)
     log(
         f"[{spec.label}] {trainer.params / 1e6:.2f}M params, {spec.epochs} epochs x "
-        f"{trainer.iters_per_epoch} it, schedule {spec.schedule['kind']}, device {base['device']}"
+        f"{trainer.iters_per_epoch} it, schedule {spec.schedule['kind']}, "
+        f"device {run_info['device']}"
     )
-    _train_epochs(trainer, spec, progress, out_dir, log)
+    try:
+        _train_epochs(trainer, spec, progress, out_dir, log)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_interrupted(spec, progress)) from None
     write_history(out_dir / "history.csv", progress.history)
-    metrics = _final_metrics(base, progress, trainer)
+    metrics = _final_metrics(progress, trainer)
     if progress.status == "completed" and spec.train.save_weights:
         torch.save(trainer.model.state_dict(), out_dir / "model.pt")
+    write_json(out_dir / "run.json", run_info)
     write_json(out_dir / "metrics.json", metrics)
     shutil.rmtree(checkpoint_path(spec).parent, ignore_errors=True)
     if progress.status == "completed":
         log(
             f"[{spec.label}] done: final test error {metrics['final_test_error']:.2f}% "
             f"(best {metrics['best_test_error']:.2f}% at epoch {metrics['best_epoch']}), "
-            f"wall {_fmt_seconds(metrics['wall_seconds'])}"
+            f"wall {fmt_seconds(metrics['wall_seconds'])}"
         )
     return metrics

@@ -1,0 +1,73 @@
+"""Data files of the DVC plots (``dvc plots show``), written by the aggregate stage.
+
+* ``<out>/curves/<dataset>-<row>.csv``: ``epoch, series, test_error``: the test-error curve of
+  the original recipe and of every k, mean over the completed seeds, one chart per file with
+  every curve overlaid;
+* ``<out>/ksweep/<dataset>.csv``: ``k, series, test_error``: final test error (mean over
+  seeds) against k, one series per table row.
+
+dvc.yaml's top-level ``plots:`` draws them with ``paper/plots/series.json`` (colour = series).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from kdecay.config import row_names
+from kdecay.fileio import atomic_write_bytes
+
+__all__ = ["read_history", "series_label", "write_plot_data"]
+
+
+def read_history(path: Path) -> pd.DataFrame | None:
+    """``(epoch, test_error)`` of the evaluated epochs of a history.csv; None if absent/empty."""
+    if not path.is_file():
+        return None
+    h = pd.read_csv(path)[["epoch", "test_error"]].apply(pd.to_numeric, errors="coerce")
+    h = h.dropna()
+    return h if len(h) else None
+
+
+def series_label(method: str) -> str:
+    """``original`` or ``k=1.5`` (from the run folder names ``original``/``k1.5``)."""
+    return method if method == "original" else f"k={method[1:]}"
+
+
+def _curves(runs: pd.DataFrame, runs_root: Path, dataset: str, row: str) -> pd.DataFrame:
+    parts = []
+    done = runs[(runs["dataset"] == dataset) & (runs["row"] == row)]
+    for method, g in done[done["status"] == "completed"].groupby("method", sort=False):
+        hist = [
+            read_history(runs_root / dataset / row / method / f"seed{seed}" / "history.csv")
+            for seed in g["seed"]
+        ]
+        hist = [h for h in hist if h is not None]
+        if hist:
+            mean = pd.concat(hist).groupby("epoch", as_index=False)["test_error"].mean()
+            parts.append(mean.assign(series=series_label(str(method))))
+    cols = ["epoch", "series", "test_error"]
+    return pd.concat(parts)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def write_plot_data(
+    runs: pd.DataFrame, cells: pd.DataFrame, runs_root: Path, params: dict[str, Any], out: Path
+) -> list[Path]:
+    """Write the curves and k-sweep files of every dataset and row; return their paths."""
+    written = []
+    for dataset in params.get("datasets", []):
+        for row in row_names(params):
+            curves = _curves(runs, runs_root, dataset, row)
+            path = out / "curves" / f"{dataset}-{row}.csv"
+            atomic_write_bytes(path, curves.to_csv(index=False, float_format="%.4f").encode())
+            written.append(path)
+        c = cells[(cells["dataset"] == dataset) & (cells["method"] != "original")]
+        sweep = c.dropna(subset=["mean_error"]).rename(
+            columns={"row": "series", "mean_error": "test_error"}
+        )[["k", "series", "test_error"]]
+        path = out / "ksweep" / f"{dataset}.csv"
+        atomic_write_bytes(path, sweep.to_csv(index=False, float_format="%.4f").encode())
+        written.append(path)
+    return written
