@@ -197,6 +197,7 @@ def test_unreachable_source_says_place_by_hand(
     message = str(info.value)
     assert url in message
     assert f"place it by hand at {target}" in message
+    assert "make smoke" in message
     assert md5 in message
     assert list(tmp_path.iterdir()) == []
 

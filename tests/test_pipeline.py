@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from kdecay.sweep.smoke import run_smoke
+from kdecay.sweep.smoke import run_smoke, setup_workspace
 from kdecay.sweep.tools import tool_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,3 +107,24 @@ def test_parallel_runs_stale_training_stages_then_dvc_is_up_to_date(smoke_ws: Pa
     summary = pd.read_csv(smoke_ws / "results" / "summary.csv")
     k5 = summary[(summary["kind"] == "run") & (summary["method"] == "k5")]
     assert len(k5) == 12 and (k5["status"] == "completed").all()
+
+
+def test_smoke_again_keeps_the_users_params_and_tracks_dvc_lock(smoke_ws: Path):
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=smoke_ws, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "dvc.lock" in tracked and "params.yaml" in tracked
+    params_file = smoke_ws / "params.yaml"
+    edited = params_file.read_text() + "# my own note: keep me\n"
+    params_file.write_text(edited)
+    setup_workspace(smoke_ws)
+    assert params_file.read_text() == edited
+    dvc(smoke_ws, "plots", "show")  # writes dvc_plots/index.html
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=smoke_ws,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "dvc_plots" not in status and "results/logs" not in status

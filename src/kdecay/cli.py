@@ -1,7 +1,9 @@
-"""``kdecay <command>``: one subcommand per pipeline stage, plus synth, smoke and bench.
+"""kdecay <command>: one subcommand per pipeline stage, plus check, plan, synth, smoke, parallel
+and bench.
 
 Each subcommand imports its module lazily, so ``kdecay --help`` is instant. Expected failures
-(bad params, missing data, failed checksums) print one clear ``error:`` line and exit 2.
+(bad params, missing data, failed checksums) print one clear ``error:`` line and exit 2; Ctrl-C
+prints one line (what was kept, how to resume) and exits 130.
 """
 
 from __future__ import annotations
@@ -13,37 +15,47 @@ from typing import Any
 
 from kdecay.data.datasets import DATASETS
 
+DESCRIPTION = (
+    "Reproduce the CIFAR experiments of 'k-decay: A New Method For Learning Rate Schedule' "
+    "(arXiv:2004.05909): one subcommand per stage of the DVC pipeline, plus tools."
+)
+PARAMS_HELP = "params file (default: params.yaml)"
+
 
 def _params_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--params", default="params.yaml", type=Path, help="params file (default: params.yaml)"
-    )
+    p.add_argument("--params", default=Path("params.yaml"), type=Path, help=PARAMS_HELP)
+
+
+def _dataset_arg(p: argparse.ArgumentParser) -> None:
+    choices = tuple(DATASETS)
+    p.add_argument("--dataset", required=True, choices=choices, help=" or ".join(choices))
+
+
+def _data_section(a: argparse.Namespace) -> dict[str, Any]:
+    from kdecay.config import load_params
+
+    use_params = a.params.is_file() or getattr(a, "url", "") is None
+    return (load_params(a.params).get("data") or {}) if use_params else {}
+
+
+def _raw_dir(a: argparse.Namespace, data: dict[str, Any]) -> Path:
+    return Path(a.raw_dir) if a.raw_dir else Path(data.get("raw_dir", "data/raw")) / a.dataset
 
 
 def _cmd_download(a: argparse.Namespace) -> None:
-    from kdecay.config import load_params
     from kdecay.data.download import download
 
-    params = load_params(a.params) if a.params.is_file() or a.url is None else {}
-    data = params.get("data", {}) if params else {}
+    data = _data_section(a)
     ds = data.get(a.dataset, {})
-    raw = Path(a.raw_dir) if a.raw_dir else Path(data.get("raw_dir", "data/raw")) / a.dataset
-    download(a.dataset, raw, url=a.url or ds.get("url"), md5=a.md5 or ds.get("md5"))
+    download(a.dataset, _raw_dir(a, data), url=a.url or ds.get("url"), md5=a.md5 or ds.get("md5"))
 
 
 def _cmd_prepare(a: argparse.Namespace) -> None:
-    from kdecay.config import load_params
     from kdecay.data.prepare import prepare
 
-    params = load_params(a.params) if a.params.is_file() else {}
-    data = params.get("data", {})
-    raw = Path(a.raw_dir) if a.raw_dir else Path(data.get("raw_dir", "data/raw")) / a.dataset
-    prepare(
-        a.dataset,
-        raw,
-        Path(a.out_dir or data.get("prepared_dir", "data/prepared")),
-        md5=a.md5 or data.get(a.dataset, {}).get("md5"),
-    )
+    data = _data_section(a)
+    out = Path(a.out_dir or data.get("prepared_dir", "data/prepared"))
+    prepare(a.dataset, _raw_dir(a, data), out, md5=a.md5 or data.get(a.dataset, {}).get("md5"))
 
 
 def _cmd_synth(a: argparse.Namespace) -> None:
@@ -58,16 +70,26 @@ def _cmd_train(a: argparse.Namespace) -> None:
     from kdecay.config import load_params, resolve_run
     from kdecay.train import train_run
 
-    spec = resolve_run(
-        load_params(a.params), a.dataset, a.row, "original" if a.original else "kdecay", a.k, a.seed
-    )
-    train_run(spec, a.out)
+    method = "original" if a.original else "kdecay"
+    train_run(resolve_run(load_params(a.params), a.dataset, a.row, method, a.k, a.seed), a.out)
+
+
+def _cmd_check(a: argparse.Namespace) -> None:
+    from kdecay.sweep.preflight import preflight
+
+    preflight(a.params)
+
+
+def _cmd_plan(a: argparse.Namespace) -> None:
+    from kdecay.sweep.plan import print_plan
+
+    print_plan(a.params)
 
 
 def _cmd_aggregate(a: argparse.Namespace) -> None:
     from kdecay.report.aggregate import aggregate
 
-    aggregate(a.runs, a.out, params_file=a.params)
+    aggregate(a.runs, a.out, params_file=a.params, plots_dir=a.plots)
 
 
 def _cmd_tables(a: argparse.Namespace) -> None:
@@ -85,7 +107,7 @@ def _cmd_figures(a: argparse.Namespace) -> None:
 def _cmd_smoke(a: argparse.Namespace) -> None:
     from kdecay.sweep.smoke import run_smoke
 
-    run_smoke(a.workdir, params_file=a.params)
+    run_smoke(a.workdir, params_file=a.params, reset=a.reset)
 
 
 def _cmd_parallel(a: argparse.Namespace) -> None:
@@ -98,11 +120,12 @@ def _cmd_parallel(a: argparse.Namespace) -> None:
 def _cmd_bench(a: argparse.Namespace) -> None:
     from kdecay.bench import run_bench
 
+    warmup = a.warmup if a.warmup is not None else min(10, max(1, a.steps // 5))
     run_bench(
         models=a.models,
         device=a.device,
         steps=a.steps,
-        warmup=a.warmup,
+        warmup=warmup,
         out_dir=a.out,
         params_file=a.params,
         compile_model=a.compile,
@@ -110,144 +133,110 @@ def _cmd_bench(a: argparse.Namespace) -> None:
     )
 
 
-def _add_download(sub: Any) -> None:
+def _add_data_commands(sub: Any) -> None:
     p = sub.add_parser("download", help="fetch a CIFAR archive and verify its md5")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--url", help="override the URL of params.yaml (file:// works)")
-    p.add_argument("--md5", help="override the expected md5 of params.yaml")
+    _dataset_arg(p)
+    p.add_argument("--url", help="source URL (default: data.<dataset>.url; file:// works)")
+    p.add_argument("--md5", help="expected md5 (default: data.<dataset>.md5)")
     p.add_argument("--raw-dir", help="target folder (default: <data.raw_dir>/<dataset>)")
     _params_arg(p)
     p.set_defaults(func=_cmd_download)
 
-
-def _add_prepare(sub: Any) -> None:
     p = sub.add_parser("prepare", help="verify, extract safely and convert to one .pt file")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--md5", help="override the expected md5 of params.yaml")
-    p.add_argument("--raw-dir")
-    p.add_argument("--out-dir")
+    _dataset_arg(p)
+    p.add_argument("--md5", help="expected md5 of the archive (default: data.<dataset>.md5)")
+    p.add_argument("--raw-dir", help="archive folder (default: <data.raw_dir>/<dataset>)")
+    p.add_argument("--out-dir", help="output folder (default: data.prepared_dir)")
     _params_arg(p)
     p.set_defaults(func=_cmd_prepare)
 
-
-def _add_synth(sub: Any) -> None:
     p = sub.add_parser("synth", help="write a synthetic archive in the exact CIFAR format")
-    p.add_argument("--dataset", required=True, choices=tuple(DATASETS))
-    p.add_argument("--out", required=True, type=Path)
+    _dataset_arg(p)
+    p.add_argument("--out", required=True, type=Path, help="folder receiving the archive")
     p.add_argument("--train", type=int, default=5000, help="training images (default 5000)")
     p.add_argument("--test", type=int, default=1000, help="test images (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_synth)
 
 
 def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train one run (one table cell, one seed)")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--row", required=True)
+    _dataset_arg(p)
+    p.add_argument("--row", required=True, help="a row of params.yaml: the keys of `rows`")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--original", action="store_true", help="the row's original recipe")
-    g.add_argument("--k", type=float, help="k-decay with this k (k = 1: the plain schedule)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, type=Path, help="run folder")
+    g.add_argument("--k", type=float, help="k-decay with this k > 0 (k = 1: the plain schedule)")
+    p.add_argument("--seed", type=int, default=0, help="seed >= 0 (default 0)")
+    p.add_argument("--out", required=True, type=Path, help="run folder (metrics, history)")
     _params_arg(p)
     p.set_defaults(func=_cmd_train)
 
 
-def _add_aggregate(sub: Any) -> None:
+def _add_report_commands(sub: Any) -> None:
     p = sub.add_parser("aggregate", help="runs -> results/summary.csv")
-    p.add_argument("--runs", type=Path, default=Path("results/runs"))
-    p.add_argument("--out", type=Path, default=Path("results/summary.csv"))
+    p.add_argument("--runs", type=Path, default=Path("results/runs"), help="runs folder")
+    p.add_argument("--out", type=Path, default=Path("results/summary.csv"), help="summary CSV")
+    p.add_argument("--plots", type=Path, help="also write the DVC plots' data files here")
     _params_arg(p)
     p.set_defaults(func=_cmd_aggregate)
+    for name, out, what in (
+        ("tables", "paper_figures/tables", "summary + appendix -> the regenerated tables"),
+        ("figures", "paper_figures", "LR schedules, k-sweeps, training curves (PDF + PNG)"),
+    ):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("--summary", type=Path, default=Path("results/summary.csv"))
+        if name == "figures":
+            p.add_argument("--runs", type=Path, default=Path("results/runs"))
+        p.add_argument("--appendix", type=Path, default=Path("paper/appendix_tables.csv"))
+        p.add_argument("--out", type=Path, default=Path(out), help=f"default: {out}")
+        _params_arg(p)
+        p.set_defaults(func=_cmd_tables if name == "tables" else _cmd_figures)
 
 
-def _add_tables(sub: Any) -> None:
-    p = sub.add_parser("tables", help="summary + appendix -> paper_figures/tables/")
-    p.add_argument("--summary", type=Path, default=Path("results/summary.csv"))
-    p.add_argument("--appendix", type=Path, default=Path("paper/appendix_tables.csv"))
-    p.add_argument("--out", type=Path, default=Path("paper_figures/tables"))
+def _add_tools(sub: Any) -> None:
+    p = sub.add_parser("check", help="validate params and this machine before dvc repro")
     _params_arg(p)
-    p.set_defaults(func=_cmd_tables)
-
-
-def _add_figures(sub: Any) -> None:
-    p = sub.add_parser("figures", help="LR curves, k-sweeps, training curves")
-    p.add_argument("--summary", type=Path, default=Path("results/summary.csv"))
-    p.add_argument("--runs", type=Path, default=Path("results/runs"))
-    p.add_argument("--appendix", type=Path, default=Path("paper/appendix_tables.csv"))
-    p.add_argument("--out", type=Path, default=Path("paper_figures"))
+    p.set_defaults(func=_cmd_check)
+    p = sub.add_parser("plan", help="runs, epochs, optimizer steps and GPU-hours of params")
     _params_arg(p)
-    p.set_defaults(func=_cmd_figures)
+    p.set_defaults(func=_cmd_plan)
 
-
-def _add_smoke(sub: Any) -> None:
     p = sub.add_parser("smoke", help="the whole pipeline on synthetic data, tiny models")
-    p.add_argument("--workdir", type=Path, default=Path("smoke"))
-    p.add_argument(
-        "--params",
-        type=Path,
-        default=None,
-        help="smoke params (default: the packaged smoke_params.yaml)",
-    )
+    p.add_argument("--workdir", type=Path, default=Path("smoke"), help="default: smoke")
+    p.add_argument("--params", type=Path, default=None, help="default: params.smoke.yaml")
+    p.add_argument("--reset", action="store_true", help="overwrite <workdir>/params.yaml")
     p.set_defaults(func=_cmd_smoke)
 
-
-def _add_parallel(sub: Any) -> None:
     p = sub.add_parser("parallel", help="dvc repro with the training runs several at a time")
-    p.add_argument(
-        "--gpus",
-        default=None,
-        help="GPU indices, e.g. 0,1,2,3, or 'cpu' (default: every visible GPU)",
-    )
-    p.add_argument(
-        "--per-gpu",
-        type=int,
-        default=1,
-        help="runs sharing one GPU at a time (2-4 helps thin models)",
-    )
+    p.add_argument("--gpus", help="GPU indices (0,1,2,3) or 'cpu' (default: every GPU)")
+    p.add_argument("--per-gpu", type=int, default=1, help="runs sharing one GPU (default 1)")
     p.add_argument("--logs", type=Path, default=Path("results/logs"), help="one log per run")
     p.set_defaults(func=_cmd_parallel)
 
 
 def _add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="training throughput vs a standard PyTorch pipeline")
-    p.add_argument("--models", nargs="+", default=None, help="rows/models (default: all)")
-    p.add_argument(
-        "--device", choices=("cuda", "cpu"), default=None, help="default: cuda when present"
-    )
-    p.add_argument("--steps", type=int, default=50, help="timed steps per model")
-    p.add_argument("--warmup", type=int, default=10, help="untimed warm-up steps")
-    p.add_argument("--out", type=Path, default=Path("results/bench"))
+    p.add_argument("--models", nargs="+", help="rows or model names (default: every row)")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), help="default: train.device")
+    p.add_argument("--steps", type=int, default=50, help="timed steps per model (default 50)")
+    p.add_argument("--warmup", type=int, help="untimed steps (default: steps/5, 1 to 10)")
+    p.add_argument("--out", type=Path, default=Path("results/bench"), help="report folder")
     p.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
-        default=None,
-        help="torch.compile our pipeline (default: train.compile of params)",
+        help="torch.compile our pipeline (default: train.compile)",
     )
-    p.add_argument(
-        "--shared",
-        type=int,
-        default=0,
-        help="GPU only: also measure 1..N processes sharing one GPU",
-    )
+    p.add_argument("--shared", type=int, default=0, help="GPU: 1..N processes on one GPU")
     _params_arg(p)
     p.set_defaults(func=_cmd_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``kdecay`` command."""
-    parser = argparse.ArgumentParser(prog="kdecay", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="kdecay", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_download(sub)
-    _add_prepare(sub)
-    _add_synth(sub)
-    _add_train(sub)
-    _add_aggregate(sub)
-    _add_tables(sub)
-    _add_figures(sub)
-    _add_smoke(sub)
-    _add_parallel(sub)
-    _add_bench(sub)
+    for add in (_add_data_commands, _add_train, _add_report_commands, _add_tools, _add_bench):
+        add(sub)
     return parser
 
 
@@ -261,4 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:
+        print(f"interrupted: {interrupt}" if str(interrupt) else "interrupted", file=sys.stderr)
+        return 130
     return 0

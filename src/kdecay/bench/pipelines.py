@@ -22,13 +22,14 @@ import torch.nn.functional as F
 
 from kdecay.bench.timing import cycle, time_calls
 from kdecay.config import RunSpec
+from kdecay.data.datasets import DATASETS
 from kdecay.data.prepare import PreparedData
 from kdecay.models import build_from_spec
 from kdecay.train import Runtime, Trainer
 
 __all__ = ["EPOCH_IMAGES", "InMemoryCifar", "bench_ours", "bench_standard", "synthetic_data"]
 
-EPOCH_IMAGES = 50_000
+EPOCH_IMAGES = DATASETS["cifar10"].train_images
 """Images in one CIFAR training epoch; seconds per epoch are quoted for this many."""
 
 # CIFAR-10 statistics; the images are random, so any plausible values do.

@@ -154,7 +154,7 @@ def run_bench(
 
     Args:
         models: row or registry model names; ``None`` = every distinct architecture of the rows.
-        device: ``"cuda"``, ``"cpu"`` or ``None`` (CUDA when available).
+        device: ``"auto"``, ``"cuda"``, ``"cpu"`` or ``None`` (params ``train.device``).
         steps: timed training steps per pipeline (>= 1).
         warmup: untimed steps before them (>= 0).
         out_dir: folder for ``bench.json`` and ``bench.md``.
@@ -176,7 +176,7 @@ def run_bench(
     shared = check_int(shared, "--shared", low=0, error=ConfigError)
     params = load_params(params_file)
     targets = select_targets(params, models)
-    runtime = runtime_for(targets[0].spec.train, device or "auto", compile_model)
+    runtime = runtime_for(targets[0].spec.train, device, compile_model)
     log(f"[bench] device {runtime.device_name()}; measuring peak matmul rate ...")
     peak = measure_peak_flops(runtime.device)
     log(f"[bench] peak {peak['flops'] / 1e12:.3f} TFLOP/s ({peak['method']})")

@@ -28,6 +28,7 @@ class DatasetInfo:
     """Where to get a dataset and how its official ``python`` archive is laid out.
 
     Attributes:
+        title: printed name (``CIFAR-10``).
         archive: file name of the official archive (also the name used in ``raw_dir``).
         url: official download address.
         md5: md5 hex digest of the official archive.
@@ -38,8 +39,10 @@ class DatasetInfo:
         meta_file: pickle file with the class names.
         labels_key: key of the label list in each data pickle.
         label_names_key: key of the class-name list in the meta pickle.
+        train_images: images in the official training set (one epoch).
     """
 
+    title: str
     archive: str
     url: str
     md5: str
@@ -50,10 +53,12 @@ class DatasetInfo:
     meta_file: str = ""
     labels_key: bytes = b"labels"
     label_names_key: bytes = b"label_names"
+    train_images: int = 50_000
 
 
 DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo(
+        title="CIFAR-10",
         archive="cifar-10-python.tar.gz",
         url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         md5="c58f30108f718f92721af3b95e74349a",
@@ -66,6 +71,7 @@ DATASETS: dict[str, DatasetInfo] = {
         label_names_key=b"label_names",
     ),
     "cifar100": DatasetInfo(
+        title="CIFAR-100",
         archive="cifar-100-python.tar.gz",
         url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
         md5="eb9058c3a382ffc7106e4002c42a8d85",

@@ -97,7 +97,8 @@ def download(dataset: str, raw_dir: Path, url: str | None = None, md5: str | Non
         raise DataError(
             f"could not download {info.archive} from {url}: {reason}. If this machine cannot "
             f"reach that host, obtain {info.archive} (md5 {expected}) by other means and place "
-            f"it by hand at {target}; it will be used after its md5 is checked."
+            f"it by hand at {target}; it will be used after its md5 is checked. Without the "
+            "real data, `make smoke` runs the whole pipeline on synthetic CIFAR-format archives."
         ) from exc
     except BaseException:
         _unlink_quietly(part)

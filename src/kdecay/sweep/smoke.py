@@ -43,62 +43,86 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
     subprocess.run(cmd, cwd=cwd, env=env, check=True)
 
 
-def setup_workspace(workdir: Path, params_file: Path | None = None) -> Path:
-    """Create (or refresh) the scratch workspace; returns its absolute path."""
-    root = repo_root()
-    params = load_params(params_file or root / "params.smoke.yaml")
-    smoke: dict[str, Any] = params.pop("smoke", {}) or {}
-    workdir = workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = tool_env()
-    archives = workdir / "archives"
+def _workspace_params(workdir: Path, params_file: Path | None, reset: bool) -> dict[str, Any]:
+    """The workspace's params: the user's ``<workdir>/params.yaml`` if there is one (their
+    edits are kept), else (or with ``reset``) ``params.smoke.yaml``."""
+    mine = workdir / "params.yaml"
+    if mine.is_file() and not reset and params_file is None:
+        print(f"keeping {mine} and your edits to it (`kdecay smoke --reset` restores the default)")
+        return load_params(mine)
+    return load_params(params_file or repo_root() / "params.smoke.yaml")
+
+
+def _write_params(path: Path, params: dict[str, Any]) -> None:
+    header = (
+        "# SYNTHETIC smoke configuration written by `kdecay smoke` from params.smoke.yaml;\n"
+        "# the data URLs point at synthetic CIFAR-format archives in ./archives. Your edits\n"
+        "# are kept by the next `make smoke` (`kdecay smoke --reset` restores the default).\n"
+    )
+    path.write_text(header + yaml.safe_dump(params, sort_keys=False))
+
+
+def _fill_archives(workdir: Path, params: dict[str, Any]) -> bool:
+    """Write the synthetic archives; point data.<dataset> at them. True if params changed."""
+    smoke: dict[str, Any] = params.get("smoke") or {}
+    changed = False
     for dataset in params["datasets"]:
         path, md5 = make_archive(
             dataset,
-            archives,
+            workdir / "archives",
             n_train=int(smoke.get("train_images", 1000)),
             n_test=int(smoke.get("test_images", 500)),
             seed=int(smoke.get("seed", 0)),
         )
-        params["data"][dataset] = {"url": path.as_uri(), "md5": md5}
-    header = (
-        "# SYNTHETIC smoke configuration written by `kdecay smoke` from params.smoke.yaml;\n"
-        "# the data URLs point at synthetic CIFAR-format archives in ./archives.\n"
-    )
-    (workdir / "params.yaml").write_text(header + yaml.safe_dump(params, sort_keys=False))
-    (workdir / "paper").mkdir(exist_ok=True)
-    shutil.copy2(root / "paper" / "appendix_tables.csv", workdir / "paper" / "appendix_tables.csv")
+        entry = {"url": path.as_uri(), "md5": md5}
+        if params["data"].get(dataset) != entry:
+            params["data"][dataset], changed = entry, True
+    return changed
+
+
+def setup_workspace(workdir: Path, params_file: Path | None = None, reset: bool = False) -> Path:
+    """Create (or refresh) the scratch workspace; returns its absolute path."""
+    root = repo_root()
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    params = _workspace_params(workdir, params_file, reset)
+    fresh = reset or params_file is not None or not (workdir / "params.yaml").is_file()
+    if _fill_archives(workdir, params) or fresh:
+        _write_params(workdir / "params.yaml", params)
+    shutil.copytree(root / "paper", workdir / "paper", dirs_exist_ok=True)
     shutil.copy2(root / "dvc.yaml", workdir / "dvc.yaml")
     (workdir / ".gitignore").write_text((root / ".gitignore").read_text() + "/archives/\n")
     src = workdir / "src"
     if not src.exists():
         src.symlink_to(root / "src", target_is_directory=True)
+    env = tool_env()
     if not (workdir / ".git").exists():
         _run(["git", "init", "-q"], workdir, env)
     if not (workdir / ".dvc").exists():
         _run([sys.executable, "-m", "dvc", "init", "-q"], workdir, env)
         _run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], workdir, env)
-    _run(["git", "add", "-A"], workdir, env)
-    _run(
-        ["git", *GIT_IDENTITY, "commit", "-q", "--allow-empty", "-m", "smoke workspace"],
-        workdir,
-        env,
-    )
+    _commit(workdir, "smoke workspace", env)
     return workdir
 
 
-def run_smoke(workdir: Path, params_file: Path | None = None) -> Path:
-    """Set up the workspace, run ``dvc repro`` in it, print the tables and figure paths."""
+def _commit(workdir: Path, message: str, env: dict[str, str]) -> None:
+    _run(["git", "add", "-A"], workdir, env)
+    _run(["git", *GIT_IDENTITY, "commit", "-q", "--allow-empty", "-m", message], workdir, env)
+
+
+def run_smoke(workdir: Path, params_file: Path | None = None, reset: bool = False) -> Path:
+    """Set up the workspace, run ``dvc repro`` in it, commit dvc.lock, print the tables."""
     start = time.perf_counter()
-    workdir = setup_workspace(workdir, params_file)
+    workdir = setup_workspace(workdir, params_file, reset)
     env = tool_env()
     _run([sys.executable, "-m", "dvc", "repro"], workdir, env)
+    _commit(workdir, "smoke run: dvc.lock", env)
     tables = workdir / "paper_figures" / "tables" / "tables.md"
     print("\n" + tables.read_text())
     figures = sorted((workdir / "paper_figures").glob("*.p*"))
     print("figures:\n" + "\n".join(f"  {p}" for p in figures))
     print(
         f"\nsmoke run finished in {time.perf_counter() - start:.0f}s; workspace kept at "
-        f"{workdir} (try `cd {workdir} && dvc metrics show`, `dvc plots show`)"
+        f"{workdir} (try `cd {workdir} && dvc metrics show --md`, `dvc plots show`)"
     )
     return workdir

@@ -1,0 +1,93 @@
+"""The command line as a user meets it: every command the README names exists, help texts are
+plain text with the choices spelled out, files get the user's permissions, Ctrl-C is one line."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from kdecay import cli
+from kdecay.fileio import atomic_write_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _subcommands() -> dict[str, str]:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return {name: p.format_help() for name, p in sub.choices.items()}
+
+
+def test_every_make_target_the_readme_names_exists() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][a-z0-9_-]*):", makefile, flags=re.M))
+    named = set(re.findall(r"`make ([a-z][a-z0-9_-]*)", README))
+    assert named, "the README names no make target"
+    assert named <= targets, f"README names missing make targets: {named - targets}"
+
+
+def test_every_kdecay_subcommand_the_readme_names_exists() -> None:
+    named = set(re.findall(r"\bkdecay ([a-z][a-z-]*)\b", README))
+    named -= {"command"}  # `kdecay <command>` in prose
+    assert {"train", "smoke", "check", "plan"} <= named
+    assert named <= set(_subcommands()), named - set(_subcommands())
+
+
+def test_help_texts_are_plain_and_name_the_choices() -> None:
+    helps = _subcommands()
+    for name, text in [("kdecay", cli.build_parser().format_help()), *helps.items()]:
+        assert "``" not in text and ":func:" not in text and ":mod:" not in text, name
+    train = helps["train"]
+    for option in ("--dataset", "--row", "--original", "--k", "--seed", "--out", "--params"):
+        assert option in train
+    assert "{cifar10,cifar100}" in train
+
+
+def test_bench_warmup_scales_with_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict] = []
+    monkeypatch.setattr("kdecay.bench.run_bench", lambda **kw: seen.append(kw))
+    assert cli.main(["bench", "--steps", "2", "--device", "cpu"]) == 0
+    assert cli.main(["bench", "--steps", "200", "--device", "cpu"]) == 0
+    assert cli.main(["bench", "--steps", "2", "--warmup", "0", "--device", "cpu"]) == 0
+    assert [kw["warmup"] for kw in seen] == [1, 10, 0]
+    assert seen[0]["shared"] == 0 and seen[0]["compile_model"] is None
+
+
+def test_atomic_files_get_the_users_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.json", b"{}")
+        os.umask(0o077)
+        atomic_write_bytes(tmp_path / "b.json", b"{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o600
+
+
+def test_check_refuses_bad_lists_and_unknown_datasets(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    for edit, message in (
+        (lambda p: p.update(seeds=0), "seeds must be a non-empty YAML list"),
+        (lambda p: p["kdecay"].update(ks=3), "kdecay.ks must be a non-empty YAML list"),
+        (lambda p: p.update(datasets=["svhn"]), "'svhn' is not supported"),
+        (lambda p: p["rows"]["wrn16_8"].update(model="resnet_999"), "rows.wrn16_8.model"),
+    ):
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        edit(params)
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        assert cli.main(["check", "--params", str(tmp_path / "params.yaml")]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_plan_counts_the_default_sweep(capsys) -> None:
+    assert cli.main(["plan", "--params", str(ROOT / "params.yaml")]) == 0
+    out = capsys.readouterr().out
+    total = out.strip().splitlines()[-1]
+    assert "**82**" in total and "**16,192**" in total  # runs and epochs of the default sweep
