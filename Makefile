@@ -17,10 +17,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## run the whole reproduction (every run of both appendix tables, tables, figures):
-## `kdecay check` validates params.yaml and refuses full-size runs without a GPU first
+## `kdecay check` validates params.yaml and refuses full-size runs without a GPU first;
+## finished runs keep their last checkpoint until dvc.lock records them, then it is removed
 repro: $(STAMP)
 	kdecay check
 	dvc repro
+	kdecay clean-checkpoints
 
 ## the whole test suite (about 25 minutes on 2 CPU cores)
 test: $(STAMP)

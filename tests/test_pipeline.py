@@ -63,6 +63,11 @@ def test_figures_are_valid_files(smoke_ws: Path):
         assert img.std() > 0  # not blank
 
 
+def test_smoke_removes_the_checkpoints_of_recorded_runs(smoke_ws: Path):
+    folder = smoke_ws / ".cache" / "checkpoints"
+    assert not folder.exists() or not any(p.is_dir() for p in folder.iterdir())
+
+
 def test_dvc_sees_metrics_and_plots(smoke_ws: Path):
     shown = dvc(smoke_ws, "metrics", "show", "--json")
     assert "final_test_error" in shown and "k3/seed0" in shown

@@ -7,6 +7,7 @@ import copy
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,12 +142,19 @@ def test_run_learns_and_writes_metrics(workspace: Path):
     ):
         assert key in info and key not in m
     assert len(read_history(out)) == 4
-    assert not checkpoint_path(spec_for(workspace)).parent.exists()  # deleted when complete
+    # the final state is kept until the run is recorded (`kdecay clean-checkpoints` removes it)
+    assert checkpoint_path(spec_for(workspace)).is_file()
+
+
+def forget_checkpoints(spec) -> None:
+    """What `kdecay clean-checkpoints` does once a run is recorded."""
+    shutil.rmtree(checkpoint_path(spec).parent, ignore_errors=True)
 
 
 def test_same_seed_identical_metrics_and_lr_column(workspace: Path):
     spec = spec_for(workspace, "kdecay", 3.0)
     a = train_run(spec, workspace / "runs" / "det_a")
+    forget_checkpoints(spec)  # train again from scratch, not from the kept final state
     b = train_run(spec, workspace / "runs" / "det_b")
     assert {k: a[k] for k in RESULT_KEYS} == {k: b[k] for k in RESULT_KEYS}
     ha, hb = read_history(workspace / "runs" / "det_a"), read_history(workspace / "runs" / "det_b")
@@ -214,7 +222,7 @@ def test_kill_9_then_resume_equals_uninterrupted(workspace: Path):
     )
     assert "resuming from" in resumed.stdout
     killed_metrics = json.loads((out / "metrics.json").read_text())
-    assert not ckpt.parent.exists()
+    forget_checkpoints(spec)
 
     fresh = train_run(spec, workspace / "runs" / "uninterrupted")
     assert {k: killed_metrics[k] for k in RESULT_KEYS} == {k: fresh[k] for k in RESULT_KEYS}
@@ -391,7 +399,7 @@ def test_full_size_run_without_gpu_stops_with_estimate(workspace: Path, tmp_path
 @pytest.mark.slow
 def test_ctrl_c_prints_one_line_and_exits_130(workspace: Path):
     params = load_params(workspace / "params.yaml")
-    params["rows"]["tiny"]["epochs"] = 6
+    params["rows"]["tiny"]["epochs"] = 7  # a config of its own (no kept final state to reuse)
     pfile = write_params(workspace / "params_sigint.yaml", params)
     ckpt = checkpoint_path(resolve_run(params, "cifar10", "tiny", "kdecay", 2.0, 0))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -1,5 +1,5 @@
-"""kdecay <command>: one subcommand per pipeline stage, plus check, plan, synth, smoke, parallel
-and bench.
+"""kdecay <command>: one subcommand per pipeline stage, plus check, plan, clean-checkpoints,
+synth, smoke, parallel and bench.
 
 Each subcommand imports its module lazily, so ``kdecay --help`` is instant. Expected failures
 (bad params, missing data, failed checksums) print one clear ``error:`` line and exit 2; Ctrl-C
@@ -84,6 +84,12 @@ def _cmd_plan(a: argparse.Namespace) -> None:
     from kdecay.sweep.plan import print_plan
 
     print_plan(a.params)
+
+
+def _cmd_clean(a: argparse.Namespace) -> None:
+    from kdecay.sweep.clean import clean_checkpoints
+
+    clean_checkpoints(a.params)
 
 
 def _cmd_aggregate(a: argparse.Namespace) -> None:
@@ -197,6 +203,11 @@ def _add_tools(sub: Any) -> None:
     p = sub.add_parser("check", help="validate params and this machine before dvc repro")
     _params_arg(p)
     p.set_defaults(func=_cmd_check)
+    p = sub.add_parser(
+        "clean-checkpoints", help="remove checkpoints of recorded runs and of stale configs"
+    )
+    _params_arg(p)
+    p.set_defaults(func=_cmd_clean)
     p = sub.add_parser("plan", help="runs, epochs, optimizer steps and GPU-hours of params")
     _params_arg(p)
     p.set_defaults(func=_cmd_plan)

@@ -40,18 +40,30 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     The file gets the permissions of the user's umask, like any file the user creates
     (``tempfile`` alone would leave it readable by its owner only).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    atomic_write_many({path: data})
+
+
+def atomic_write_many(files: dict[Path, bytes]) -> None:
+    """Write several files all or none: every temporary sibling file is written first (a
+    failure removes them and leaves the old files untouched), then each is renamed into
+    place. Files get the permissions of the user's umask."""
+    temps: list[tuple[str, Path]] = []
     try:
-        os.fchmod(fd, umask_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            temps.append((tmp, path))
+            os.fchmod(fd, umask_mode())
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in temps:
+            Path(tmp).unlink(missing_ok=True)
         raise
+    for tmp, path in temps:
+        os.replace(tmp, path)
 
 
 def write_json(path: Path, obj: dict[str, Any]) -> None:
@@ -67,3 +79,12 @@ def write_history(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in HISTORY_COLUMNS})
     atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def load_error_reason(exc: BaseException) -> str:
+    """A short reason why ``torch.load`` failed, without torch's advice to turn off
+    ``weights_only`` (never the fix for a file this project wrote)."""
+    text = str(exc)
+    if "weights_only" in text or "Weights only" in text:
+        return "it holds data a weights-only load refuses (damaged or not written by kdecay)"
+    return (text.splitlines() or [type(exc).__name__])[0][:200]

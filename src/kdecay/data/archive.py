@@ -7,6 +7,7 @@ before tarfile's ``filter="data"`` extracts it; batches are unpickled by the res
 
 from __future__ import annotations
 
+import errno
 import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,9 +19,14 @@ from kdecay.checks import DataError
 from kdecay.data.datasets import DatasetInfo
 from kdecay.data.pickles import load_pickle
 
-__all__ = ["IMAGE_SHAPE", "read_classes", "read_split", "safe_extract"]
+__all__ = ["IMAGE_SHAPE", "expected_members", "read_classes", "read_split", "safe_extract"]
 
 IMAGE_SHAPE = (3, 32, 32)
+# The largest official member is CIFAR-100's ``train`` (50,000 x 3,072 pixels + labels and
+# file names: about 155 MB); the official archives unpack to about 178 MB (CIFAR-10) and
+# 184 MB (CIFAR-100). Anything beyond these bounds is not a CIFAR archive.
+MAX_MEMBER_BYTES = 200 * 2**20
+MAX_TOTAL_BYTES = 400 * 2**20
 
 
 def check_member(member: tarfile.TarInfo, dest: Path) -> None:
@@ -40,40 +46,91 @@ def check_member(member: tarfile.TarInfo, dest: Path) -> None:
         raise DataError(f"unsafe archive member {name!r}: escapes the target folder")
 
 
-def safe_extract(archive: Path, dest: Path) -> None:
-    """Extract ``archive`` into ``dest``: every member checked, then ``filter="data"``."""
-    dest = dest.resolve()
+def expected_members(info: DatasetInfo) -> set[str]:
+    """The archive members :func:`read_split`/:func:`read_classes` need (nothing else is
+    extracted)."""
+    names = (*info.train_files, *info.test_files, info.meta_file)
+    return {f"{info.base_folder}/{name}" for name in names}
+
+
+def _check_size(member: tarfile.TarInfo, total: int, archive: Path) -> int:
+    """Running total of the extracted bytes; refuses what no CIFAR archive holds."""
+    if member.size > MAX_MEMBER_BYTES or total + member.size > MAX_TOTAL_BYTES:
+        what = "member" if member.size > MAX_MEMBER_BYTES else "archive"
+        raise DataError(
+            f"{archive}: member {member.name!r} declares {member.size:,} bytes, which makes the "
+            f"{what} larger than any CIFAR archive ({MAX_MEMBER_BYTES:,} bytes a member, "
+            f"{MAX_TOTAL_BYTES:,} in all): refusing to extract it (a decompression bomb or "
+            "not a CIFAR archive); delete it and download the official one"
+        )
+    return total + member.size
+
+
+def safe_extract(archive: Path, dest: Path, info: DatasetInfo) -> None:
+    """Extract the members of :func:`expected_members` from ``archive`` into ``dest``.
+
+    Members are read one at a time in archive order and each is checked before anything is
+    written: type and path (:func:`check_member`, then tarfile's ``filter="data"``) and size
+    (at most :data:`MAX_MEMBER_BYTES` each, :data:`MAX_TOTAL_BYTES` in all); the first excess
+    stops the extraction.
+    """
+    dest, wanted, total = dest.resolve(), expected_members(info), 0
     try:
         with tarfile.open(archive, mode="r:*") as tar:
-            members = tar.getmembers()
-            for member in members:
+            for member in tar:
                 check_member(member, dest)
-            tar.extractall(dest, members=members, filter="data")
+                if member.name not in wanted:
+                    continue
+                total = _check_size(member, total, archive)
+                tar.extract(member, dest, filter="data")
     except tarfile.FilterError as exc:
         member = getattr(exc, "tarinfo", None)
         name = member.name if member is not None else "?"
         raise DataError(f"unsafe archive member {name!r} in {archive}: {exc}") from exc
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DataError(f"no space left on device extracting {archive} into {dest}") from exc
+        raise DataError(
+            f"{archive} could not be extracted ({exc}); delete it and download it again"
+        ) from exc
+    except (tarfile.TarError, EOFError) as exc:
         raise DataError(
             f"{archive} could not be extracted ({exc}); delete it and download it again"
         ) from exc
 
 
+def _batch_arrays(batch: dict[bytes, Any], name: str, info: DatasetInfo) -> tuple[Any, Any]:
+    """``(data, labels)`` of one batch, checked exactly: no value is ever cast silently."""
+    fix = "the archive is damaged or not an official CIFAR archive; download it again"
+    if b"data" not in batch or info.labels_key not in batch:
+        missing = b"data" if b"data" not in batch else info.labels_key
+        raise DataError(f"{name}: missing key {missing!r}; {fix}")
+    data, labels = batch[b"data"], batch[info.labels_key]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        kind = data.dtype if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"{name}: b'data' must be a uint8 array, got {kind}; {fix}")
+    if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] == 0:
+        raise DataError(f"{name}: b'data' has shape {data.shape}, expected [n >= 1, 3072]; {fix}")
+    if isinstance(labels, list) and not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in labels
+    ):
+        raise DataError(f"{name}: {info.labels_key!r} holds non-integer labels; {fix}")
+    lab = np.asarray(labels)
+    if lab.dtype.kind not in "iu" or lab.shape != (len(data),):
+        raise DataError(
+            f"{name}: {info.labels_key!r} must hold {len(data)} integer labels, got "
+            f"{lab.dtype} {lab.shape}; {fix}"
+        )
+    if lab.min() < 0 or lab.max() >= info.num_classes:
+        raise DataError(f"{name}: labels outside 0..{info.num_classes - 1}; {fix}")
+    return data, lab.astype(np.int64)
+
+
 def read_split(folder: Path, files: tuple[str, ...], info: DatasetInfo) -> tuple[Any, Any]:
+    """uint8 ``[N, 3, 32, 32]`` images and int64 labels of the batches ``files``."""
     images, labels = [], []
     for name in files:
-        batch = load_pickle(folder / name)
-        try:
-            data = np.asarray(batch[b"data"], dtype=np.uint8)
-            lab = np.asarray(batch[info.labels_key], dtype=np.int64)
-        except KeyError as exc:
-            raise DataError(f"{name}: missing key {exc}; not an official CIFAR archive") from exc
-        if data.ndim != 2 or data.shape[1] != 3072 or len(lab) != len(data):
-            raise DataError(
-                f"{name}: data of shape {data.shape} with {len(lab)} labels, expected [n, 3072]"
-            )
-        if len(lab) and (lab.min() < 0 or lab.max() >= info.num_classes):
-            raise DataError(f"{name}: labels outside 0..{info.num_classes - 1}")
+        data, lab = _batch_arrays(load_pickle(folder / name), name, info)
         images.append(data.reshape(-1, *IMAGE_SHAPE))
         labels.append(lab)
     return (

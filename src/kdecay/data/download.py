@@ -9,6 +9,7 @@ Any URL scheme that :mod:`urllib` understands works, ``file://`` included (used 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import urllib.error
 import urllib.request
@@ -48,6 +49,22 @@ def _fetch(url: str, dest: Path, desc: str) -> None:
                     break
                 out.write(chunk)
                 bar.update(len(chunk))
+
+
+def _download_error(exc: Exception, url: str, part: Path, target: Path, expected: str) -> DataError:
+    """The one-line error of a failed download: a full disk, or where to get the archive."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return DataError(
+            f"no space left on device writing {part}: free space in {part.parent} (the "
+            "archive is about 170 MB) and download again"
+        )
+    reason = getattr(exc, "reason", exc)
+    return DataError(
+        f"could not download {target.name} from {url}: {reason}. If this machine cannot "
+        f"reach that host, obtain {target.name} (md5 {expected}) by other means and place "
+        f"it by hand at {target}; it will be used after its md5 is checked. Without the "
+        "real data, `make smoke` runs the whole pipeline on synthetic CIFAR-format archives."
+    )
 
 
 def download(dataset: str, raw_dir: Path, url: str | None = None, md5: str | None = None) -> Path:
@@ -93,13 +110,7 @@ def download(dataset: str, raw_dir: Path, url: str | None = None, md5: str | Non
         _fetch(url, part, desc=info.archive)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         _unlink_quietly(part)
-        reason = getattr(exc, "reason", exc)
-        raise DataError(
-            f"could not download {info.archive} from {url}: {reason}. If this machine cannot "
-            f"reach that host, obtain {info.archive} (md5 {expected}) by other means and place "
-            f"it by hand at {target}; it will be used after its md5 is checked. Without the "
-            "real data, `make smoke` runs the whole pipeline on synthetic CIFAR-format archives."
-        ) from exc
+        raise _download_error(exc, url, part, target, expected) from exc
     except BaseException:
         _unlink_quietly(part)
         raise

@@ -13,10 +13,14 @@ File content (a dict of plain tensors and lists): ``train_images``/``test_images
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,10 +29,11 @@ from kdecay.data import archive as cifar_archive
 from kdecay.data.archive import IMAGE_SHAPE
 from kdecay.data.datasets import DatasetInfo, get_dataset_info
 from kdecay.data.download import file_md5
+from kdecay.fileio import load_error_reason
 
 __all__ = ["PreparedData", "channel_stats", "load_prepared", "prepare", "prepared_path"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a sha256 of the content is stored with it
 
 
 @dataclass
@@ -113,9 +118,12 @@ def prepare(dataset: str, raw_dir: Path, out_dir: Path, md5: str | None = None) 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = prepared_path(dataset, out_dir)
+    for leftover in out_dir.glob(f".{dataset}-extract-*"):  # of a prepare killed mid-way
+        print(f"removing {leftover}, left by an interrupted prepare")
+        shutil.rmtree(leftover, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=f".{dataset}-extract-", dir=out_dir) as tmp:
         print(f"extracting {archive.name}")
-        cifar_archive.safe_extract(archive, Path(tmp))
+        cifar_archive.safe_extract(archive, Path(tmp), info)
         folder = Path(tmp) / info.base_folder
         if not folder.is_dir():
             raise DataError(
@@ -137,6 +145,7 @@ def prepare(dataset: str, raw_dir: Path, out_dir: Path, md5: str | None = None) 
         "mean": list(mean),
         "std": list(std),
     }
+    payload["sha256"] = content_sha256(payload)
     _save_atomic(payload, out)
     print(
         f"wrote {out}: {len(train_labels)} train / {len(test_labels)} test images, "
@@ -167,25 +176,68 @@ def _save_atomic(payload: dict[str, object], out: Path) -> None:
     try:
         torch.save(payload, tmp_out)
         os.replace(tmp_out, out)
+    except OSError as exc:
+        tmp_out.unlink(missing_ok=True)
+        raise DataError(
+            f"could not write {out} ({exc.strerror or exc}): free space there or make the "
+            "folder writable, then prepare again (the archive is fine)"
+        ) from exc
     except BaseException:
         tmp_out.unlink(missing_ok=True)
         raise
+
+
+def content_sha256(payload: dict[str, Any]) -> str:
+    """sha256 of a prepared file's content: every tensor's bytes, the classes, mean and std."""
+    digest = hashlib.sha256()
+    for key in ("train_images", "train_labels", "test_images", "test_labels"):
+        tensor = payload[key].contiguous()
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.numpy().tobytes())
+    meta = {k: payload[k] for k in ("dataset", "classes", "mean", "std")}
+    digest.update(json.dumps(meta, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _verify(raw: Any, path: Path, fix: str) -> None:
+    """The file is a dict of the current format whose content matches its stored sha256."""
+    if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
+        version = raw.get("format_version") if isinstance(raw, dict) else None
+        raise DataError(
+            f"prepared data {path} has format {version!r}, not {FORMAT_VERSION} (written by "
+            f"another kdecay version, or damaged): {fix}"
+        )
+    try:
+        actual = content_sha256(raw)
+    except (KeyError, TypeError, AttributeError, RuntimeError) as exc:
+        raise DataError(f"prepared data {path} is malformed ({exc}): {fix}") from exc
+    if actual != raw.get("sha256"):
+        raise DataError(
+            f"prepared data {path} is damaged: the sha256 of its content is {actual}, the "
+            f"file says {raw.get('sha256')}; it is not used: {fix}"
+        )
 
 
 def load_prepared(path: Path) -> PreparedData:
     """Load a file written by :func:`prepare` (``torch.load(weights_only=True)``, on the CPU).
 
     Raises:
-        DataError: missing, unreadable or malformed file (the message says to re-run prepare).
+        DataError: missing, unreadable, malformed or damaged file (its content does not match
+            the sha256 written with it); the message says how to rebuild it.
     """
     path = Path(path)
-    fix = "re-run `kdecay prepare` to rebuild it"
+    name = path.stem
+    fix = (
+        f"rebuild it with `dvc repro --force prepare@{name}` (or `kdecay prepare --dataset {name}`)"
+    )
     if not path.is_file():
         raise DataError(f"prepared data {path} not found: {fix}")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise DataError(f"prepared data {path} could not be read ({exc}): {fix}") from exc
+        reason = load_error_reason(exc)
+        raise DataError(f"prepared data {path} could not be read ({reason}): {fix}") from exc
+    _verify(raw, path, fix)
     try:
         data = PreparedData(
             train_images=raw["train_images"],

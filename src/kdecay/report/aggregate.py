@@ -48,6 +48,7 @@ INT_COLUMNS = [
     "n",
     "n_diverged",
     "n_missing",
+    "n_corrupt",
 ]
 CELL_COLUMNS = [
     "kind",
@@ -61,6 +62,7 @@ CELL_COLUMNS = [
     "min_error",
     "n_diverged",
     "n_missing",
+    "n_corrupt",
     "mean_best_error",
     "params",
 ]
@@ -103,11 +105,21 @@ def run_dir(runs_root: Path, run: dict[str, Any]) -> Path:
     return runs_root / run["dataset"] / run["row"] / run["method"] / f"seed{run['seed']}"
 
 
+CORRUPT = {"status": "corrupt"}
+
+
 def _read_metrics(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    """The JSON object in ``path``; None if absent; :data:`CORRUPT` if unreadable."""
+    if not path.is_file():
         return None
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        obj = None
+    if not isinstance(obj, dict):
+        print(f"aggregate: {path} is corrupt (not a JSON object): rerun that stage")
+        return CORRUPT
+    return obj
 
 
 def collect(runs_root: Path, params: dict[str, Any]) -> pd.DataFrame:
@@ -120,7 +132,7 @@ def collect(runs_root: Path, params: dict[str, Any]) -> pd.DataFrame:
             **(_read_metrics(folder / "metrics.json") or {}),
         }
         status = m.get("status", "missing")
-        if status not in ("completed", "diverged"):
+        if status not in ("completed", "diverged", "corrupt"):
             status = "missing"  # e.g. metrics of a run still in progress
         lines.append(
             {
@@ -156,6 +168,7 @@ def cells(runs: pd.DataFrame) -> pd.DataFrame:
                 "min_error": err.min() if len(ok) else math.nan,
                 "n_diverged": int((g["status"] == "diverged").sum()),
                 "n_missing": int((g["status"] == "missing").sum()),
+                "n_corrupt": int((g["status"] == "corrupt").sum()),
                 "mean_best_error": ok["best_test_error"].astype(float).mean()
                 if len(ok)
                 else math.nan,
@@ -188,16 +201,54 @@ def aggregate(
     print(
         f"aggregate: {done}/{len(runs)} runs completed, "
         f"{int((runs['status'] == 'diverged').sum())} diverged, "
-        f"{int((runs['status'] == 'missing').sum())} missing -> {out}"
+        f"{int((runs['status'] == 'missing').sum())} missing, "
+        f"{int((runs['status'] == 'corrupt').sum())} corrupt -> {out}"
     )
     return summary
 
 
-def read_summary(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(run lines, cell lines) of a summary CSV written by :func:`aggregate`."""
+SUMMARY_KEYS = ["dataset", "row", "method", "seed"]
+
+
+def read_summary(
+    path: Path, params: dict[str, Any] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(run lines, cell lines) of a summary CSV written by :func:`aggregate`.
+
+    With ``params``, every run the pipeline trains must have its line: a truncated summary
+    is an error naming the gap, never "not run" in a table.
+    """
     if not path.is_file():
         raise ConfigError(
             f"summary {path} not found: run `kdecay aggregate` (or `dvc repro aggregate`) first"
         )
-    df = pd.read_csv(path)
-    return df[df["kind"] == "run"].copy(), df[df["kind"] == "cell"].copy()
+    df = read_csv(path, ["kind", *SUMMARY_KEYS, "status", "final_test_error"])
+    runs, cell_lines = df[df["kind"] == "run"].copy(), df[df["kind"] == "cell"].copy()
+    if params is not None:
+        have = {_run_key(*r) for r in runs[SUMMARY_KEYS].itertuples(index=False)}
+        want = [_run_key(*(r[k] for k in SUMMARY_KEYS)) for r in expected_runs(params)]
+        gap = [w for w in want if w not in have]
+        if gap:
+            shown = ", ".join(f"{d}/{r}/{m}/seed{seed}" for d, r, m, seed in gap[:4])
+            raise ConfigError(
+                f"summary {path} lacks {len(gap)} of the {len(want)} runs of params "
+                f"(e.g. {shown}): it is truncated or stale; rerun `kdecay aggregate` (or "
+                "`dvc repro aggregate`)"
+            )
+    return runs, cell_lines
+
+
+def _run_key(dataset: Any, row: Any, method: Any, seed: Any) -> tuple[str, str, str, int]:
+    return str(dataset), str(row), str(method), int(float(seed))
+
+
+def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    """A CSV with at least ``columns``; a damaged or empty file is a ConfigError naming it."""
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not a readable CSV ({err}): regenerate it") from err
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ConfigError(f"{path} lacks the column(s) {', '.join(missing)}: regenerate it")
+    return df

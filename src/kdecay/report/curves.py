@@ -8,6 +8,7 @@ data, and epoch ticks are integers.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,21 @@ def _lines(cells: pd.DataFrame, dataset: str, row: str, sgdr: bool) -> list[tupl
 
 
 def _history(runs_root: Path, params: dict[str, Any], run: dict[str, Any]) -> pd.DataFrame | None:
+    epochs = int(params["rows"][run["row"]]["epochs"])
     for seed in sorted(int(s) for s in params.get("seeds", [0])):
-        h = read_history(run_dir(runs_root, {**run, "seed": seed}) / "history.csv")
+        folder = run_dir(runs_root, {**run, "seed": seed})
+        completed = _completed(folder / "metrics.json")
+        h = read_history(folder / "history.csv", epochs if completed else None)
         if h is not None:
             return h
     return None
+
+
+def _completed(metrics: Path) -> bool:
+    try:
+        return json.loads(metrics.read_text()).get("status") == "completed"
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
 
 
 def visible_range(curves: list[pd.DataFrame]) -> tuple[float, float]:

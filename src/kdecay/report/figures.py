@@ -26,7 +26,7 @@ from matplotlib.lines import Line2D
 
 from kdecay import schedules
 from kdecay.config import load_params, row_names
-from kdecay.fileio import atomic_write_bytes
+from kdecay.fileio import atomic_write_many
 from kdecay.report.aggregate import is_original_sgdr, read_summary
 from kdecay.report.curves import curves_figure
 from kdecay.report.tables import DATASET_TITLES, load_appendix
@@ -58,15 +58,24 @@ def datasets_title(params: dict[str, Any]) -> str:
     return " / ".join(DATASET_TITLES.get(d, d) for d in params.get("datasets", []))
 
 
-def _save(fig: Figure, out: Path, name: str) -> list[Path]:
-    paths = []
+def _render(fig: Figure, out: Path, name: str) -> dict[Path, bytes]:
+    files = {}
     for ext in ("pdf", "png"):
         buf = io.BytesIO()
         fig.savefig(buf, format=ext, dpi=DPI)
-        atomic_write_bytes(out / f"{name}.{ext}", buf.getvalue())
-        paths.append(out / f"{name}.{ext}")
-    print(f"figures: wrote {out / name}.pdf and .png")
-    return paths
+        files[out / f"{name}.{ext}"] = buf.getvalue()
+    return files
+
+
+def failed_cells(cells: pd.DataFrame, dataset: str) -> list[str]:
+    """``row k=3: 1 diverged`` for every cell of ``dataset`` without a completed run."""
+    out = []
+    for _, c in cells[cells["dataset"] == dataset].iterrows():
+        if int(c["n"]) == 0:
+            kinds = [f"{int(c[f'n_{k}'])} {k}" for k in ("diverged", "corrupt") if c.get(f"n_{k}")]
+            if kinds:
+                out.append(f"{c['row']} {c['method']}: {', '.join(kinds)}")
+    return out
 
 
 def _note(ax: Axes, text: str, y: float = 0.5) -> None:
@@ -178,7 +187,11 @@ def _ksweep_figure(params: dict[str, Any], cells: pd.DataFrame, appendix: pd.Dat
                     ax.plot(p["k"] + dx, p["kdecay_err"], mfc=col, **STAR)
                 if np.isfinite(p["original_err"]):
                     ax.plot(left, p["original_err"], mec=col, **PAPER_ORIG)
-        if not ours:
+        failed = failed_cells(cells, dataset)
+        if failed:
+            _note(ax, "no result: " + "; ".join(failed), 0.12)
+            print(f"figures: {dataset}: no result for " + "; ".join(failed))
+        if not ours and not failed:
             _note(ax, "no runs yet" + (" (paper values only)" if len(appendix) else ""), 0.97)
         ax.set(
             title=DATASET_TITLES.get(dataset, dataset),
@@ -216,16 +229,17 @@ def write_figures(
     missing.
     """
     params = load_params(params_file)
-    _, cells = read_summary(Path(summary))
+    _, cells = read_summary(Path(summary), params)
     paper = load_appendix(Path(appendix))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    files: dict[Path, bytes] = {}
     with mpl.rc_context(STYLE):
-        written += _save(_lr_figure(params), out, "lr_schedules")
-        written += _save(_ksweep_figure(params, cells, paper), out, "ksweep")
+        files |= _render(_lr_figure(params), out, "lr_schedules")
+        files |= _render(_ksweep_figure(params, cells, paper), out, "ksweep")
         curves = curves_figure(params, cells, Path(runs))
         text = f"{datasets_title(params)}: test error during training (smallest seed)"
         curves.suptitle(figure_title(params, text))
-        written += _save(curves, out, "curves")
-    return written
+        files |= _render(curves, out, "curves")
+    atomic_write_many(files)  # all of them or none
+    print(f"figures: wrote {', '.join(p.name for p in files)} under {out}")
+    return list(files)

@@ -18,15 +18,27 @@ import pandas as pd
 
 from kdecay.config import row_names
 from kdecay.fileio import atomic_write_bytes
+from kdecay.report.aggregate import read_csv
 
 __all__ = ["read_history", "series_label", "write_plot_data"]
 
 
-def read_history(path: Path) -> pd.DataFrame | None:
-    """``(epoch, test_error)`` of the evaluated epochs of a history.csv; None if absent/empty."""
+def read_history(path: Path, epochs: int | None = None) -> pd.DataFrame | None:
+    """``(epoch, test_error)`` of the evaluated epochs of a history.csv; None if absent/empty.
+
+    With ``epochs`` (a completed run's length) a history lacking epochs is reported in one
+    line naming the file and the gap (a truncated file is drawn as far as it goes, never
+    silently).
+    """
     if not path.is_file():
         return None
-    h = pd.read_csv(path)[["epoch", "test_error"]].apply(pd.to_numeric, errors="coerce")
+    table = read_csv(path, ["epoch", "test_error"])
+    h = table[["epoch", "test_error"]].apply(pd.to_numeric, errors="coerce")
+    if epochs is not None:
+        missing = sorted(set(range(1, epochs + 1)) - set(h["epoch"].dropna().astype(int)))
+        if missing:
+            shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
+            print(f"warning: {path} lacks epoch(s) {shown} of {epochs}: truncated or damaged")
     h = h.dropna()
     return h if len(h) else None
 

@@ -17,8 +17,8 @@ import pandas as pd
 from kdecay.checks import ConfigError
 from kdecay.config import load_params, method_dir
 from kdecay.data.datasets import DATASETS
-from kdecay.fileio import atomic_write_bytes
-from kdecay.report.aggregate import is_original_sgdr, read_summary
+from kdecay.fileio import atomic_write_many
+from kdecay.report.aggregate import is_original_sgdr, read_csv, read_summary
 from kdecay.report.render import to_latex, to_markdown
 
 DATASET_TITLES = {name: info.title for name, info in DATASETS.items()}
@@ -29,7 +29,7 @@ def load_appendix(path: Path) -> pd.DataFrame:
     """The transcribed appendix tables (one line per dataset and row)."""
     if not path.is_file():
         raise ConfigError(f"appendix table {path} not found: it ships as paper/appendix_tables.csv")
-    return pd.read_csv(path)
+    return read_csv(path, ["dataset", "row", "original_err", "kdecay_err", "k"])
 
 
 def _cell(cells: pd.DataFrame, dataset: str, row: str, method: str) -> dict[str, Any] | None:
@@ -41,15 +41,16 @@ def format_cell(cell: dict[str, Any] | None) -> str:
     """``4.12``, ``4.12 ± 0.08 (n=3)``, or the reason there is no number."""
     if cell is None:
         return "not run"
-    n, n_div, n_miss = int(cell["n"]), int(cell["n_diverged"]), int(cell["n_missing"])
-    total = n + n_div + n_miss
+    n = int(cell["n"])
+    counts = {k: int(cell.get(f"n_{k}", 0) or 0) for k in ("diverged", "corrupt", "missing")}
+    total = n + sum(counts.values())
     if n == 0:
-        return f"diverged ({n_div}/{total})" if n_div else f"missing ({n_miss}/{total})"
+        kind = next((k for k in counts if counts[k]), "missing")
+        return f"{kind} ({counts[kind]}/{total})"
     txt = f"{cell['mean_error']:.2f}"
     if n >= 2:
         txt += f" ± {cell['std_error']:.2f} (n={n})"
-    notes = [f"{n_div} diverged" if n_div else "", f"{n_miss} missing" if n_miss else ""]
-    notes = [x for x in notes if x]
+    notes = [f"{c} {k}" for k, c in counts.items() if c]
     return txt + (f" [{', '.join(notes)}]" if notes else "")
 
 
@@ -66,12 +67,24 @@ def improvement(orig: dict[str, Any] | None, kd: dict[str, Any] | None) -> tuple
     return d, se
 
 
-def verdict(paper_gain: float, ours: float, spread: float) -> str:
-    """Is the paper's improvement reproduced? ``yes`` needs a gain beyond one standard error."""
+def no_number_reason(*cells: dict[str, Any] | None) -> str:
+    """Why a comparison has no number: ``runs diverged``, ``metrics corrupt`` or ``runs
+    missing`` (the first that applies to a cell without completed runs)."""
+    empty = [c for c in cells if c is not None and int(c["n"]) == 0]
+    if any(int(c.get("n_diverged", 0) or 0) for c in empty):
+        return "runs diverged"
+    if any(int(c.get("n_corrupt", 0) or 0) for c in empty):
+        return "metrics corrupt"
+    return "runs missing"
+
+
+def verdict(paper_gain: float, ours: float, spread: float, why: str = "runs missing") -> str:
+    """Is the paper's improvement reproduced? ``yes`` needs a gain beyond one standard error;
+    ``why`` says why there is no number when ``ours`` is NaN."""
     if math.isnan(paper_gain):
         return "n/a (paper's k-decay result not in the text)"
     if math.isnan(ours):
-        return "n/a (runs missing)"
+        return f"n/a ({why})"
     txt = f"{ours:+.2f}" + (f" ± {spread:.2f}" if not math.isnan(spread) else "")
     txt += f" vs paper {paper_gain:+.2f}"
     if ours <= 0:
@@ -140,7 +153,7 @@ def _table_line(
         "reproduced": (
             f"n/a (paper's k={paper_k:g} not in kdecay.ks)"
             if paper_k is not None and paper_k not in ks
-            else verdict(paper_gain, ours_gain, spread)
+            else verdict(paper_gain, ours_gain, spread, no_number_reason(orig, at_paper))
         ),
         # numeric companions for the CSV
         "row": row,
@@ -192,10 +205,11 @@ def write_tables(
 ) -> list[Path]:
     """Write ``<dataset>.{md,tex,csv}`` per dataset and ``tables.md`` with all of them."""
     params = load_params(params_file)
-    _, cells = read_summary(summary)
+    _, cells = read_summary(summary, params)
     appendix = load_appendix(appendix_path)
     prefix = "SYNTHETIC DATA (smoke run, not CIFAR): " if params.get("synthetic") else ""
-    written, combined = [], []
+    files: dict[Path, bytes] = {}
+    combined = []
     for dataset in params.get("datasets", []):
         table = build_table(dataset, appendix, cells, params)
         title = (
@@ -210,11 +224,10 @@ def write_tables(
             ("tex", to_latex(table, title, notes)),
             ("csv", table.to_csv(index=False, float_format="%.4f")),
         ):
-            path = out / f"{dataset}.{suffix}"
-            atomic_write_bytes(path, text.encode())
-            written.append(path)
-    atomic_write_bytes(out / "tables.md", "\n".join(combined).encode())
-    written.append(out / "tables.md")
+            files[out / f"{dataset}.{suffix}"] = text.encode()
+    files[out / "tables.md"] = "\n".join(combined).encode()
+    atomic_write_many(files)  # all of them or none
+    written = list(files)
     print("\n".join(combined))
     print(f"tables: wrote {len(written)} files under {out}")
     return written

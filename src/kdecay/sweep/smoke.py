@@ -116,6 +116,7 @@ def run_smoke(workdir: Path, params_file: Path | None = None, reset: bool = Fals
     workdir = setup_workspace(workdir, params_file, reset)
     env = tool_env()
     _run([sys.executable, "-m", "dvc", "repro"], workdir, env)
+    _run([sys.executable, "-m", "kdecay", "clean-checkpoints"], workdir, env)
     _commit(workdir, "smoke run: dvc.lock", env)
     tables = workdir / "paper_figures" / "tables" / "tables.md"
     print("\n" + tables.read_text())

@@ -9,7 +9,7 @@ NaN/inf loss ends the run with status "diverged" (exit 0, so a sweep goes on).
 from __future__ import annotations
 
 import math
-import shutil
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,23 +84,31 @@ class Progress:
             "epoch": self.epoch,
             "wall_seconds": self.wall_seconds,
             "train_seconds": self.train_seconds,
+            "status": self.status,
+            "diverged_epoch": self.diverged_epoch,
             "config_hash": spec.config_hash(),
         }
 
 
 def _resume(trainer: Trainer, spec: RunSpec, ckpt_file: Path, log: Log) -> Progress:
-    ckpt = load_checkpoint(ckpt_file)
-    if ckpt is None:
+    found = load_checkpoint(ckpt_file, spec.config_hash(), lambda msg: log(f"[{spec.label}] {msg}"))
+    if found is None:
         return Progress()
+    ckpt, used = found
     trainer.load_state(ckpt["trainer"])
     progress = Progress(
         history=list(ckpt["history"]),
         epoch=int(ckpt["epoch"]),
         wall_seconds=float(ckpt["wall_seconds"]),
         train_seconds=float(ckpt["train_seconds"]),
+        status=str(ckpt.get("status", "completed")),
+        diverged_epoch=ckpt.get("diverged_epoch"),
+        checkpointed_epoch=int(ckpt["epoch"]),
     )
-    progress.checkpointed_epoch = progress.epoch
-    log(f"[{spec.label}] resuming from {ckpt_file} after epoch {progress.epoch}")
+    if progress.epoch == spec.epochs or progress.status != "completed":
+        log(f"[{spec.label}] already trained ({used}): writing its outputs again, no training")
+    else:
+        log(f"[{spec.label}] resuming from {used} after epoch {progress.epoch}")
     return progress
 
 
@@ -154,7 +162,7 @@ def _train_epochs(
 ) -> None:
     """The epoch loop: history after every epoch, a checkpoint every checkpoint_every."""
     ckpt_file, start, session_seconds = checkpoint_path(spec), progress.epoch, 0.0
-    while progress.epoch < spec.epochs:
+    while progress.epoch < spec.epochs and progress.status == "completed":
         record = _run_epoch(trainer, spec, progress)
         if progress.status == "diverged":
             log(
@@ -167,8 +175,33 @@ def _train_epochs(
         _log_epoch(spec, record, eta, log)
         write_history(out_dir / "history.csv", progress.history)
         if progress.epoch < spec.epochs and progress.epoch % spec.train.checkpoint_every == 0:
-            save_checkpoint(ckpt_file, progress.checkpoint(trainer, spec))
-            progress.checkpointed_epoch = progress.epoch
+            _save(ckpt_file, progress, trainer, spec)
+
+
+def _save(path: Path, progress: Progress, trainer: Trainer, spec: RunSpec) -> None:
+    """A checkpoint; a full disk or a read-only folder is one line naming the path."""
+    try:
+        save_checkpoint(path, progress.checkpoint(trainer, spec))
+    except OSError as err:
+        raise ConfigError(
+            f"could not write the checkpoint {path} ({err.strerror or err}): free space there "
+            "or set train.checkpoint_dir to a writable folder; rerunning resumes from the last "
+            "checkpoint written"
+        ) from err
+    progress.checkpointed_epoch = progress.epoch
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Fail before the first epoch, not after hours of training, if ``folder`` is unusable."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".kdecay-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write to {folder} ({err.strerror or err}): the {what} needs a writable folder"
+        ) from err
 
 
 def _interrupted(spec: RunSpec, progress: Progress) -> str:
@@ -219,15 +252,19 @@ def train_run(spec: RunSpec, out_dir: Path, log: Log = print) -> dict[str, Any]:
             kept and how to resume.
     """
     runtime = runtime_for(spec.train)
-    data = _load_data(spec)
     torch.manual_seed(spec.seed)
-    model = build_from_spec(spec.model, spec.num_classes)
+    try:  # the model spec is checked before any data is loaded
+        model = build_from_spec(spec.model, spec.num_classes)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"rows.{spec.row}.model: {err}") from err
     macs = forward_macs(model)
+    data = _load_data(spec)
     _check_cpu_budget(spec, runtime, macs, int(data.train_labels.numel()))
     trainer = Trainer(spec, data, model, runtime)
     progress = _resume(trainer, spec, checkpoint_path(spec), log)
     run_info = provenance(spec, trainer, macs)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_writable(out_dir, "run's output folder")
+    _check_writable(checkpoint_path(spec).parent, "checkpoint folder (train.checkpoint_dir)")
     log(
         f"[{spec.label}] {trainer.params / 1e6:.2f}M params, {spec.epochs} epochs x "
         f"{trainer.iters_per_epoch} it, schedule {spec.schedule['kind']}, "
@@ -237,13 +274,14 @@ def train_run(spec: RunSpec, out_dir: Path, log: Log = print) -> dict[str, Any]:
         _train_epochs(trainer, spec, progress, out_dir, log)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_interrupted(spec, progress)) from None
+    if progress.checkpointed_epoch != progress.epoch or progress.status != "completed":
+        _save(checkpoint_path(spec), progress, trainer, spec)  # kept until the run is recorded
     write_history(out_dir / "history.csv", progress.history)
     metrics = _final_metrics(progress, trainer)
     if progress.status == "completed" and spec.train.save_weights:
         torch.save(trainer.model.state_dict(), out_dir / "model.pt")
     write_json(out_dir / "run.json", run_info)
     write_json(out_dir / "metrics.json", metrics)
-    shutil.rmtree(checkpoint_path(spec).parent, ignore_errors=True)
     if progress.status == "completed":
         log(
             f"[{spec.label}] done: final test error {metrics['final_test_error']:.2f}% "
