@@ -409,6 +409,9 @@ def test_ctrl_c_prints_one_line_and_exits_130(workspace: Path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as in a terminal: a shell without job control (CI, `cmd &`) makes children ignore
+        # SIGINT, and Python keeps an ignored SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 300
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
