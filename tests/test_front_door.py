@@ -42,6 +42,9 @@ def fresh_copy(dest: Path) -> Path:
         if src.is_file():
             (dest / name.decode()).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name.decode())
+    # the shared venv's install stamp must stay newer than pyproject.toml, or make would
+    # reinstall the package from the copy into this checkout's venv
+    os.utime(dest / "pyproject.toml", (0, 0))
     ident = ["-c", "user.name=newcomer", "-c", "user.email=newcomer@kdecay.invalid"]
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", *ident, "commit", "-qm", "c"]):
         subprocess.run(cmd, cwd=dest, check=True)
