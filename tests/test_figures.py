@@ -227,3 +227,32 @@ def test_latex_tables_compile_without_overfull_boxes(tmp_path: Path, runs: Path)
     log = (tmp_path / "doc.log").read_text(errors="replace")
     assert done.returncode == 0, log[-3000:]
     assert "Overfull" not in log, [line for line in log.splitlines() if "Overfull" in line]
+
+
+def test_lr_figure_draws_each_rows_own_schedules(tmp_path: Path) -> None:
+    """The schedules the runs use, at the rows' real iterations per epoch: the step rows'
+    original recipe is the step schedule (with its warm-up), k = 1 is the control."""
+    import math
+
+    from kdecay.config import build_schedule, resolve_run
+    from kdecay.report.figures import _lr_figure, row_schedules
+
+    params = load_params(_params(tmp_path))
+    per_epoch, curves = row_schedules(params, "preact_resnet110")
+    assert per_epoch == math.ceil(50_000 / 128)
+    labels = [label for label, _ in curves]
+    assert labels == ["original recipe", "k = 1 (control)", "k = 2", "k = 3"]
+    spec = resolve_run(params, "cifar10", "preact_resnet110", "original", None, 0)
+    step = build_schedule(spec, per_epoch)
+    assert [curves[0][1](t) for t in (0, 399, 400, 82 * 391)] == [
+        step(t) for t in (0, 399, 400, 82 * 391)
+    ]
+    assert curves[0][1](100) == pytest.approx(0.01)
+    assert "original recipe" not in [
+        label for label, _ in row_schedules(params, "wrn28_10_sgdr")[1]
+    ]
+    fig = _lr_figure(params)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == [
+        f"{row} ({391} it./epoch)" for row in ("preact_resnet110", "wrn16_8", "wrn28_10_sgdr")
+    ]

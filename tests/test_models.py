@@ -22,8 +22,8 @@ from kdecay.models.densenet import DenseBlock
 
 # Reference sizes (num_classes=10): parameters and multiply-adds of one 3x32x32 image.
 EXPECTED = {
-    "preact_resnet110": (1.73e6, 0.253e9),
-    "preact_resnet164": (1.70e6, 0.248e9),
+    "preact_resnet110": (1.728e6, 0.253e9),  # option-A shortcuts: no projection weights
+    "preact_resnet164": (1.70e6, 0.2445e9),  # stride on the first 1x1 conv
     "wrn16_8": (10.96e6, 1.55e9),
     "wrn28_10": (36.48e6, 5.24e9),
     "densenet_bc100_k12": (0.77e6, 0.288e9),
@@ -32,7 +32,7 @@ EXPECTED = {
 # Number of weighted layers (convolutions + the classifier) matching the names' depths.
 # WRN depth counts the three 1x1 shortcut convolutions but not the classifier.
 EXPECTED_CONVS = {
-    "preact_resnet110": 109 + 2,  # 1 + 3*18*2 convs + 2 projection shortcuts
+    "preact_resnet110": 109,  # 1 + 3*18*2 convs; option-A shortcuts have no convolution
     "preact_resnet164": 163 + 3,  # 1 + 3*18*3 convs + 3 projection shortcuts
     "wrn16_8": 16,
     "wrn28_10": 28,
@@ -131,17 +131,6 @@ def test_resnet_widths() -> None:
         512,
     ]
     assert wide_resnet(10, 1).group1[0].shortcut is None
-
-
-def test_init() -> None:
-    model = wide_resnet(10, 2)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
-    assert torch.all(model.fc.bias == 0)
-    conv = model.group3[0].conv1  # 64 -> 128 channels 3x3: He normal, fan_out = 9 * 128
-    std = conv.weight.std().item()
-    assert abs(std - (2.0 / (9 * 128)) ** 0.5) / (2.0 / (9 * 128)) ** 0.5 < 0.05
 
 
 # ------------------------------------------------------------------- counting helpers
@@ -355,3 +344,71 @@ def test_unit_module_order_fixes_the_seeded_initialisation() -> None:
     assert names == ["bn1", "conv1", "bn2", "dropout", "conv2", "shortcut"]
     names = [n for n, _ in BottleneckUnit(4, 8, stride=2).named_children()]
     assert names == ["bn1", "conv1", "bn2", "conv2", "bn3", "conv3", "shortcut"]
+
+
+def test_preact_resnet110_follows_he_et_al_2016_and_fb_resnet_torch() -> None:
+    """Option-A shortcuts (1,727,962 parameters, the count of the reference), the first unit
+    of every stage sharing its BN-ReLU with the shortcut."""
+    from kdecay.models.layers import ZeroPadShortcut
+
+    model = build_model("preact_resnet110")
+    assert count_params(model) == 1_727_962
+    assert model.stage1[0].preact_shortcut and not model.stage1[1].preact_shortcut
+    assert isinstance(model.stage2[0].shortcut, ZeroPadShortcut)
+    assert model.stage1[0].shortcut is None  # identity, on the pre-activated input
+
+
+def test_first_unit_shortcut_carries_the_preactivated_input() -> None:
+    """With the residual branch zeroed, a unit returns its shortcut: relu(bn1(x)) for the
+    first unit of a stage, x itself elsewhere."""
+    from kdecay.models.layers import BasicUnit
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 8, 8)
+    for preact in (True, False):
+        unit = BasicUnit(4, 4, preact_shortcut=preact).eval()
+        torch.nn.init.zeros_(unit.conv2.weight)
+        with torch.no_grad():
+            out = unit(x)
+            expected = torch.relu(unit.bn1(x)) if preact else x
+        assert torch.equal(out, expected)
+
+
+def test_option_a_shortcut_subsamples_and_zero_pads() -> None:
+    from kdecay.models.layers import ZeroPadShortcut
+
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    y = ZeroPadShortcut(3, 5, 2)(x)
+    assert y.shape == (2, 5, 2, 2)
+    assert torch.equal(y[:, :3], x[:, :, ::2, ::2]) and not y[:, 3:].any()
+
+
+def test_preact_resnet164_strides_on_the_first_1x1_conv() -> None:
+    model = build_model("preact_resnet164")
+    unit = model.stage2[0]
+    assert unit.conv1.stride == (2, 2) and unit.conv2.stride == (1, 1)
+    assert forward_macs(model) == pytest.approx(244.5e6, rel=0.002)
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "bn_ones"),
+    [("wrn16_8", "fan_in", False), ("preact_resnet110", "fan_out", True),
+     ("densenet_bc100_k12", "fan_out", True)],
+)  # fmt: skip
+def test_initialisation_follows_each_reference_code(name: str, mode: str, bn_ones: bool) -> None:
+    """WRN's MSRinit uses fan-in and keeps Torch's BN reset (weights uniform in (0, 1));
+    fb.resnet.torch / resnet-pre-act.lua and DenseNet's code use fan-out and BN weight 1."""
+    torch.manual_seed(0)
+    model = build_model(name)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    conv = max(  # fan-in and fan-out differ (by 2x) where a stage widens
+        (m for m in convs if m.in_channels != m.out_channels), key=lambda m: m.weight.numel()
+    )
+    k = conv.kernel_size[0] * conv.kernel_size[1]
+    fan = k * (conv.in_channels if mode == "fan_in" else conv.out_channels)
+    assert conv.weight.std().item() == pytest.approx((2 / fan) ** 0.5, rel=0.05)
+    weights = torch.cat([m.weight for m in model.modules() if isinstance(m, nn.BatchNorm2d)])
+    if bn_ones:
+        assert (weights == 1).all()
+    else:
+        assert weights.min() >= 0 and weights.max() <= 1 and 0.45 < weights.mean() < 0.55

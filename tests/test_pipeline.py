@@ -49,8 +49,13 @@ def test_tables_have_every_appendix_row(smoke_ws: Path):
         assert r"\begin{tabular}" in tex
     summary = pd.read_csv(smoke_ws / "results" / "summary.csv")
     runs = summary[summary["kind"] == "run"]
-    # 2 datasets x (5 original rows + 6 rows x 2 k) x 1 seed
-    assert len(runs) == 34 and (runs["status"] == "completed").all()
+    # 2 datasets x (5 original rows + 6 rows x 2 k) x 2 seeds
+    assert len(runs) == 68 and (runs["status"] == "completed").all()
+    cells = summary[summary["kind"] == "cell"]
+    assert (cells["n"] == 2).all() and cells["std_error"].notna().all()  # the multi-seed path
+    verdicts = pd.read_csv(smoke_ws / "paper_figures" / "tables" / "cifar10.csv")["reproduced"]
+    assert any("Welch p=" in v for v in verdicts)  # wrn16_8: the paper's k = 3 is swept
+    assert not any(v.startswith("1 seed") for v in verdicts)
 
 
 def test_figures_are_valid_files(smoke_ws: Path):
@@ -89,7 +94,8 @@ def test_second_repro_runs_nothing_and_one_k_change_reruns_only_that_k(smoke_ws:
         "wrn28_10_sgdr",
         "densenet_bc100_k12",
     ]
-    assert trained == {f"train_kdecay@{d}-{r}-2-0" for d in ("cifar10", "cifar100") for r in rows}
+    datasets, seeds = ("cifar10", "cifar100"), (0, 1)
+    assert trained == {f"train_kdecay@{d}-{r}-2-{s}" for d in datasets for r in rows for s in seeds}
     assert {"aggregate", "tables", "figures"} <= ran
 
 
@@ -106,12 +112,12 @@ def test_parallel_runs_stale_training_stages_then_dvc_is_up_to_date(smoke_ws: Pa
         text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "12 stale training runs on 2 slots" in out.stdout
-    assert "[12/12]" in out.stdout
+    assert "24 stale training runs on 2 slots" in out.stdout
+    assert "[24/24]" in out.stdout
     assert ran_stages(dvc(smoke_ws, "repro")) == set()
     summary = pd.read_csv(smoke_ws / "results" / "summary.csv")
     k5 = summary[(summary["kind"] == "run") & (summary["method"] == "k5")]
-    assert len(k5) == 12 and (k5["status"] == "completed").all()
+    assert len(k5) == 24 and (k5["status"] == "completed").all()
 
 
 def test_smoke_again_keeps_the_users_params_and_tracks_dvc_lock(smoke_ws: Path):

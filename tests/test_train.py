@@ -302,7 +302,7 @@ def test_absurd_lr_diverges_with_exit_0(workspace: Path, capsys):
         (
             lambda p: p["rows"]["tiny"].update(padding="edge"),
             ["--original"],
-            "rows.tiny.padding must be one of zeros, reflect",
+            "rows.tiny.padding must be one of zeros, mean, reflect",
         ),
         (lambda p: p["kdecay"].update(power=0), ["--k", "2"], "kdecay.power"),
         (lambda p: p["train"].update(precision="fp8"), ["--original"], "train.precision"),

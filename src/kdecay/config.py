@@ -204,6 +204,9 @@ def _kdecay_schedule(
     kind = _choice(_get(kd, "schedule", "kdecay"), "kdecay.schedule", KDECAY_SCHEDULES)
     lr_end = _number(_get(kd, "lr_end", "kdecay"), "kdecay.lr_end", low=0, high=lr)
     out: dict[str, Any] = {"kind": kind, "lr0": lr, "lr_end": lr_end, "k": k}
+    # the row's warm-up (He et al. 2016: 0.01 for 400 iterations) stays before the decay
+    out["warmup_iters"] = original.get("warmup_iters", 0)
+    out["warmup_lr"] = original.get("warmup_lr", lr)
     if kind == "poly":
         out["power"] = _number(_get(kd, "power", "kdecay"), "kdecay.power", low=0, low_open=True)
     if kind == "exponential":
@@ -290,22 +293,24 @@ def resolve_run(
 
 
 def build_schedule(spec: RunSpec, iters_per_epoch: int) -> Schedule:
-    """The run's LR schedule as a function of the iteration (epoch values x iters_per_epoch)."""
+    """The run's LR schedule as a function of the iteration (epoch values x iters_per_epoch).
+
+    Step and k-decay schedules keep the row's warm-up (``warmup_iters`` at ``warmup_lr``)
+    before them; the decay itself runs over all ``epochs x iters_per_epoch`` iterations.
+    """
     s, total = spec.schedule, spec.epochs * iters_per_epoch
-    if s["kind"] == "step":
-        return schedules.step(
-            s["lr0"],
-            [round(m * iters_per_epoch) for m in s["milestones"]],
-            s["gamma"],
-            s["warmup_iters"],
-            s["warmup_lr"],
-        )
     if s["kind"] == "sgdr":
         return schedules.sgdr(
             s["lr_max"], s["lr_min"], s["t0"] * iters_per_epoch, s["t_mult"], s.get("k", 1.0), total
         )
-    if s["kind"] == "poly":
-        return schedules.poly(s["lr0"], s["lr_end"], s["power"], s["k"], total)
-    if s["kind"] == "cosine":
-        return schedules.cosine(s["lr0"], s["lr_end"], s["k"], total)
-    return schedules.exponential(s["lr0"], s["lr_end"], s["rate"] / iters_per_epoch, s["k"], total)
+    if s["kind"] == "step":
+        milestones = [round(m * iters_per_epoch) for m in s["milestones"]]
+        decay: Schedule = schedules.step(s["lr0"], milestones, s["gamma"])
+    elif s["kind"] == "poly":
+        decay = schedules.poly(s["lr0"], s["lr_end"], s["power"], s["k"], total)
+    elif s["kind"] == "cosine":
+        decay = schedules.cosine(s["lr0"], s["lr_end"], s["k"], total)
+    else:
+        rate = s["rate"] / iters_per_epoch
+        decay = schedules.exponential(s["lr0"], s["lr_end"], rate, s["k"], total)
+    return schedules.warmup(decay, s.get("warmup_iters", 0), s.get("warmup_lr"))

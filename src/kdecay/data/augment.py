@@ -22,11 +22,16 @@ __all__ = [
     "augment",
     "crop_flip",
     "draw_augmentation",
+    "inside_mask",
     "normalize",
 ]
 
 PADDING = 4
-PADDING_MODES = ("zeros", "reflect")
+PADDING_MODES = ("zeros", "mean", "reflect")
+"""How the 4-pixel border is filled, per row after its reference code: ``zeros`` black (0 on the
+raw pixels, torchvision's RandomCrop), ``mean`` the mean colour (0 after normalisation: the
+codes of He et al. (fb.resnet.torch) and DenseNet normalise, then zero-pad; SGDR's code pads
+after subtracting the mean), ``reflect`` mirrored (WRN's code)."""
 
 
 def _source_index(
@@ -42,7 +47,7 @@ def _source_index(
     if reverse is not None:
         j = torch.where(reverse[:, None], size - 1 - j, j)
     src = offsets[:, None] - padding + j
-    if padding_mode == "reflect":
+    if padding_mode == "reflect":  # "zeros" and "mean" crop the same raw pixels
         src = src.abs()
         src = torch.where(src > size - 1, 2 * (size - 1) - src, src)
         return src, None
@@ -95,6 +100,17 @@ class PackedImages:
         return pixels.view(torch.uint8).view(len(index), h, w, 4)[..., : self.channels]
 
 
+def inside_mask(
+    offsets: torch.Tensor, flips: torch.Tensor, height: int, width: int, padding: int = PADDING
+) -> torch.Tensor:
+    """``bool [B, H, W]``: which pixels of the crops at ``offsets`` lie inside the image (the
+    others are padding); flips do not move the border, only mirror it."""
+    _, row_ok = _source_index(offsets[:, 0], height, padding, "zeros", None)
+    _, col_ok = _source_index(offsets[:, 1], width, padding, "zeros", flips)
+    assert row_ok is not None and col_ok is not None
+    return row_ok[:, :, None] & col_ok[:, None, :]
+
+
 def check_crop_args(padding: int, padding_mode: str, height: int, width: int) -> None:
     check_choice(padding_mode, "padding_mode", PADDING_MODES)
     check_int(padding, "padding", low=0)
@@ -119,8 +135,10 @@ def crop_flip(
             ``0..2*padding``; offset ``padding`` is the identity crop.
         flips: ``bool [B]``, horizontal flip after the crop.
         padding: pixels of padding on each side (4 for CIFAR).
-        padding_mode: ``"zeros"`` (constant 0 on the raw pixels) or ``"reflect"`` (mirror
-            without repeating the edge, like ``torch.nn.functional.pad(mode="reflect")``).
+        padding_mode: ``"zeros"`` (constant 0 on the raw pixels; ``"mean"`` crops the same
+            raw pixels, its border becomes the mean colour at normalisation) or
+            ``"reflect"`` (mirror without repeating the edge, like
+            ``torch.nn.functional.pad(mode="reflect")``).
 
     Returns:
         ``uint8 [B, C, H, W]``, NCHW-contiguous, on the images' device.

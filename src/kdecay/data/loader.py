@@ -29,6 +29,7 @@ from kdecay.data.augment import (
     PackedImages,
     check_crop_args,
     draw_augmentation,
+    inside_mask,
 )
 
 __all__ = ["EvalLoader", "GpuLoader"]
@@ -71,7 +72,8 @@ class GpuLoader:
         std: per-channel standard deviation, same units.
         device: where batches are made and returned.
         seed: seed of the loader's CPU generator (permutations, offsets, flips).
-        padding_mode: ``"zeros"`` or ``"reflect"``.
+        padding_mode: ``"zeros"`` (black border), ``"mean"`` (mean-colour border: 0 after
+            normalisation, as when normalising before padding) or ``"reflect"``.
         channels_last: return ``x`` in channels_last memory format.
         dtype: dtype of ``x`` (float32 by default; bfloat16/float16 possible).
     """
@@ -143,6 +145,9 @@ class GpuLoader:
                 index, offsets[lo:hi], flips[lo:hi], PADDING, self.padding_mode
             )
             x = self._normalize(crops)
+            if self.padding_mode == "mean":  # the border is 0 after normalisation
+                inside = inside_mask(offsets[lo:hi], flips[lo:hi], *crops.shape[1:3])
+                x = x * inside[:, None].to(x.dtype)
             y = self._labels[index]
             # advance the position before yielding, so that a state_dict() taken while the
             # consumer holds this batch resumes with the next one

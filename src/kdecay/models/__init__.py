@@ -6,7 +6,7 @@ Registered models (``num_classes=10`` figures, MACs of one 3x32x32 image):
 name                  architecture                                      params  MACs
 ===================== ================================================= ======= ========
 ``preact_resnet110``  pre-act ResNet-110, basic units (He et al. 2016)  1.73M   0.253G
-``preact_resnet164``  pre-act ResNet-164, bottlenecks (He et al. 2016)  1.70M   0.248G
+``preact_resnet164``  pre-act ResNet-164, bottlenecks (He et al. 2016)  1.70M   0.2445G
 ``wrn16_8``           WRN-16-8 (Zagoruyko & Komodakis 2016)             10.96M  1.55G
 ``wrn28_10``          WRN-28-10 (Zagoruyko & Komodakis 2016)            36.48M  5.24G
 ``densenet_bc100_k12`` DenseNet-BC-100, k = 12 (Huang et al. 2017)      0.77M   0.288G

@@ -13,12 +13,17 @@ Structure (CIFAR, 32x32 inputs):
   - basic unit (depth = 6n + 2, e.g. ResNet-110 with n = 18):
     ``BN-ReLU-conv3x3-BN-ReLU-conv3x3`` with widths 16/32/64;
   - bottleneck unit (depth = 9n + 2, e.g. ResNet-164 with n = 18):
-    ``BN-ReLU-conv1x1(w)-BN-ReLU-conv3x3(w)-BN-ReLU-conv1x1(4w)`` with ``w`` = 16/32/64,
-    i.e. output widths 64/128/256;
+    ``BN-ReLU-conv1x1(w, stride)-BN-ReLU-conv3x3(w)-BN-ReLU-conv1x1(4w)`` with ``w`` =
+    16/32/64, i.e. output widths 64/128/256; the stride on the first 1x1 convolution, as in
+    the reference code (resnet-pre-act.lua);
 
-* identity shortcuts, except when the shape changes: then a projection shortcut
-  (``conv1x1`` with the unit's stride) is applied to the *pre-activated* input, i.e. the
-  first BN-ReLU is shared by the residual branch and the shortcut (as in the reference code);
+* identity shortcuts, except when the shape changes: then option A for basic units (the
+  identity subsampled and zero-padded to the new width, the CIFAR shortcuts of He et al. 2015
+  that He et al. 2016 reuse; fb.resnet.torch's preresnet default) and a 1x1 projection for
+  bottlenecks (resnet-pre-act.lua); either is applied to the *pre-activated* input, i.e. the
+  first BN-ReLU is shared by the residual branch and the shortcut, and so is the first unit
+  of every stage ("the first unit adopts the first activation right after conv1 before
+  splitting", He et al. 2016; 'both_preact' in fb.resnet.torch);
 * final ``BN-ReLU``, global average pooling and a fully connected classifier.
 
 Initialisation follows the reference code: He normal (``std = sqrt(2 / fan_out)``) for the
@@ -28,9 +33,11 @@ convolutions, BN weight 1 / bias 0, linear bias 0 (linear weight keeps PyTorch's
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from kdecay.checks import check_int
+from kdecay.checks import check_choice, check_int
 from kdecay.models.layers import (
+    SHORTCUTS,
     BasicUnit,
     BottleneckUnit,
     PreActClassifier,
@@ -50,10 +57,16 @@ class PreActResNet(PreActClassifier):
         blocks_per_stage: int,
         num_classes: int = 10,
         widths: tuple[int, int, int] = (16, 32, 64),
+        shortcut: str = "A",
     ) -> None:
         super().__init__()
         self.conv1 = conv3x3(3, widths[0])
-        stages, out = residual_stages(block, widths[0], widths, blocks_per_stage, block.expansion)
+
+        def unit(c_in: int, width: int, stride: int, first: bool) -> nn.Module:
+            # the first unit of each stage shares the BN-ReLU with its shortcut (HE16)
+            return block(c_in, width, stride, shortcut=shortcut, preact_shortcut=first)
+
+        stages, out = residual_stages(unit, widths[0], widths, blocks_per_stage, block.expansion)
         self.stage1, self.stage2, self.stage3 = stages
         self._init_head(out, num_classes)
 
@@ -62,7 +75,11 @@ class PreActResNet(PreActClassifier):
 
 
 def preact_resnet(
-    depth: int, num_classes: int = 10, bottleneck: bool = False, base_width: int = 16
+    depth: int,
+    num_classes: int = 10,
+    bottleneck: bool = False,
+    base_width: int = 16,
+    shortcut: str | None = None,
 ) -> PreActResNet:
     """Build a CIFAR pre-activation ResNet (He et al. 2016, arXiv:1603.05027).
 
@@ -74,6 +91,9 @@ def preact_resnet(
             (widths 16/32/64).
         base_width: width of the first stage (16 in the paper; smaller values only make tiny
             versions for tests and the smoke run); the stages are base x 1/2/4.
+        shortcut: where a unit changes shape, ``"A"`` (zero-padded identity) or ``"B"``
+            (projection). Default: A for basic units (He et al. 2016 use the CIFAR shortcuts of
+            He et al. 2015; fb.resnet.torch's default), B for bottlenecks (resnet-pre-act.lua).
     """
     num_classes = check_int(num_classes, "num_classes", low=1)
     base_width = check_int(base_width, "base_width", low=1)
@@ -93,5 +113,6 @@ def preact_resnet(
         )
     n = (depth - 2) // per_block
     block = BottleneckUnit if bottleneck else BasicUnit
+    shortcut = check_choice(shortcut or ("B" if bottleneck else "A"), "shortcut", SHORTCUTS)
     widths = (base_width, 2 * base_width, 4 * base_width)
-    return PreActResNet(block, n, num_classes=num_classes, widths=widths)
+    return PreActResNet(block, n, num_classes=num_classes, widths=widths, shortcut=shortcut)

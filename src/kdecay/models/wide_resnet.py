@@ -15,7 +15,8 @@ Structure of WRN-``depth``-``k`` (``depth = 6n + 4``):
   shared with the shortcut, as in the reference code);
 * final ``BN-ReLU``, global average pooling (8x8) and a fully connected classifier.
 
-Initialisation as in the reference code: He normal ``fan_out`` for convolutions, BN weight 1 /
+Initialisation as in the reference code (szagoruyko/wide-residual-networks, models/utils.lua):
+He normal with ``fan_in`` for convolutions, BN weight uniform in (0, 1) (Torch's reset) and
 bias 0, linear bias 0.
 """
 
@@ -32,6 +33,9 @@ __all__ = ["WideResNet", "wide_resnet"]
 class WideResNet(PreActClassifier):
     """WRN-depth-k for 32x32 inputs (Zagoruyko & Komodakis 2016); see the module docstring."""
 
+    conv_init = "fan_in"  # WRN's MSRinit: n = kW*kH*nInputPlane (models/utils.lua)
+    bn_init = "uniform"  # WRN's BN keeps Torch's reset: weight uniform(0, 1)
+
     def __init__(
         self,
         depth: int,
@@ -45,7 +49,7 @@ class WideResNet(PreActClassifier):
         widths = tuple(base_width * m * widen_factor for m in (1, 2, 4))
         self.conv1 = conv3x3(3, base_width)
         groups, out = residual_stages(
-            lambda c_in, width, stride: BasicUnit(c_in, width, stride, dropout),
+            lambda c_in, width, stride, _first: BasicUnit(c_in, width, stride, dropout),
             base_width,
             widths,
             n,

@@ -1,9 +1,11 @@
 """Summary + runs + the paper's appendix -> the figures (each as PDF and PNG).
 
-* ``lr_schedules``: the k-decay LR schedules (poly, cosine, exponential, SGDR) for every k.
+* ``lr_schedules``: per row, the schedules the runs use (the original recipe and the k-decay
+  schedule of every swept k, through :func:`kdecay.config.build_schedule`).
 * ``ksweep``: final test error against k per dataset, one line per table row, with our
   original-recipe error and the paper's numbers overlaid.
-* ``curves``: test error over epochs, original recipe vs our best k, per (dataset, row).
+* ``curves``: test error over epochs: original recipe, k = 1 control and our best k, per
+  (dataset, row) (:mod:`kdecay.report.curves`).
 
 Built with ``matplotlib.figure.Figure`` (Agg rendering, no pyplot global state). Missing or
 diverged runs are left out (never drawn as 0); panels without data say "no runs yet".
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +25,16 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from kdecay import schedules
-from kdecay.config import load_params, row_names
+from kdecay.config import build_schedule, load_params, resolve_run, row_names
+from kdecay.data.datasets import DATASETS
 from kdecay.fileio import atomic_write_many
 from kdecay.report.aggregate import is_original_sgdr, read_summary
 from kdecay.report.curves import curves_figure
 from kdecay.report.tables import DATASET_TITLES, load_appendix
+from kdecay.schedules import Schedule
 
 SYNTHETIC_PREFIX = "SYNTHETIC DATA (smoke run) — "
 DPI = 150
-ITERS_PER_EPOCH = 100  # nominal resolution of the schedule plots
 STYLE = {
     "font.size": 8,
     "axes.titlesize": 8,
@@ -90,57 +91,49 @@ def _ks(params: dict[str, Any]) -> list[float]:
 # (a) the schedules
 
 
-def _schedule_panels(params: dict[str, Any]) -> list[tuple[str, int, Callable[[float], Any]]]:
-    """(title, epochs, k -> schedule) of the four panels, from the kdecay.schedules factories."""
-    kd = params.get("kdecay", {})
-    power, lr_end = float(kd.get("power", 2.0)), float(kd.get("lr_end", 0.0))
-    used = kd.get("schedule", "poly")
-    sg = next((r["original"] for r in params["rows"].values() if is_original_sgdr(r)), {})
-    t0, t_mult = float(sg.get("t0", 10)), float(sg.get("t_mult", 2))
-    lr_max, lr_min = float(sg.get("lr_max", 0.05)), float(sg.get("lr_min", 0.0))
-    e, e_sgdr = 200, 150
-    total, total_sgdr = e * ITERS_PER_EPOCH, e_sgdr * ITERS_PER_EPOCH
-    rate = math.log(100.0) / total  # k = 1 ends at 1% of lr0
-
-    def tag(name: str) -> str:
-        return " — used in our runs" if name == used else ""
-
-    t0_it = t0 * ITERS_PER_EPOCH
-    return [
-        (f"poly (N={power:g}){tag('poly')}", e,
-         lambda k: schedules.poly(0.1, lr_end, power, k, total)),
-        (f"cosine{tag('cosine')}", e, lambda k: schedules.cosine(0.1, lr_end, k, total)),
-        (f"exponential (k=1 ends at 1% of lr0){tag('exponential')}", e,
-         lambda k: schedules.exponential(0.1, 0.0, rate, k, total)),
-        (f"SGDR (T0={t0:g}, Tmult={t_mult:g})", e_sgdr,
-         lambda k: schedules.sgdr(lr_max, lr_min, t0_it, t_mult, k, total_sgdr)),
-    ]  # fmt: skip
+def row_schedules(params: dict[str, Any], row: str) -> tuple[int, list[tuple[str, Schedule]]]:
+    """(iterations per epoch, [(label, schedule)]) of a row: its original recipe and the
+    k-decay schedule of every swept k, built by the code the runs use
+    (:func:`kdecay.config.build_schedule`), at the row's real iterations per epoch."""
+    dataset = params["datasets"][0]
+    spec = resolve_run(params, dataset, row, "kdecay", 1.0, 0)
+    images = (params.get("smoke") or {}).get("train_images") or DATASETS[dataset].train_images
+    per_epoch = math.ceil(int(images) / spec.batch_size)  # the smoke run's sets are smaller
+    curves = []
+    if not is_original_sgdr(params["rows"][row]):
+        original = resolve_run(params, dataset, row, "original", None, 0)
+        curves.append(("original recipe", build_schedule(original, per_epoch)))
+    for k in _ks(params):
+        label = f"k = {k:g}" + (" (control)" if k == 1.0 else "")
+        kd = resolve_run(params, dataset, row, "kdecay", k, 0)
+        curves.append((label, build_schedule(kd, per_epoch)))
+    return per_epoch, curves
 
 
 def _lr_figure(params: dict[str, Any]) -> Figure:
-    ks = _ks(params)
-    fig = Figure(figsize=(7.0, 5.0), layout="constrained")
-    axes = fig.subplots(2, 2).ravel()
-    others = [k for k in ks if k != 1.0]
+    rows, ks = row_names(params), _ks(params)
     cmap = mpl.colormaps["viridis"]
-    colour = {k: cmap(0.15 + 0.75 * i / max(len(others) - 1, 1)) for i, k in enumerate(others)}
-    for ax, (title, epochs, make) in zip(axes, _schedule_panels(params), strict=True):
-        t = np.arange(0, epochs * ITERS_PER_EPOCH + 1, 10)
-        for k in ks:
-            f = make(k)
-            orig = k == 1.0
-            label = f"k = {k:g}" + (" (original)" if orig else "")
-            ax.plot(t / ITERS_PER_EPOCH, [f(x) for x in t], color="black" if orig else colour[k],
-                    lw=1.8 if orig else 1.0, zorder=3 if orig else 2, label=label)  # fmt: skip
-        ax.set(title=title, xlabel="epoch", ylabel="learning rate", xlim=(0, epochs))
+    colour = {f"k = {k:g}": cmap(0.1 + 0.8 * i / max(len(ks) - 1, 1)) for i, k in enumerate(ks)}
+    cols = 2 if len(rows) > 1 else 1
+    fig = Figure(figsize=(7.0, 2.2 * math.ceil(len(rows) / cols) + 0.8), layout="constrained")
+    axes = fig.subplots(math.ceil(len(rows) / cols), cols, squeeze=False).ravel()
+    for ax, row in zip(axes, rows, strict=False):
+        per_epoch, curves = row_schedules(params, row)
+        epochs = int(params["rows"][row]["epochs"])
+        t = np.unique(np.linspace(0, epochs * per_epoch, 800).astype(int))
+        for label, f in curves:
+            style = {"color": "black", "lw": 1.6, "zorder": 3} if label.startswith("orig") else {
+                "color": colour[label.split(" (")[0]], "lw": 1.0}  # fmt: skip
+            ax.plot(t / per_epoch, [f(x) for x in t], label=label, **style)
+        ax.set(title=f"{row} ({per_epoch} it./epoch)", xlabel="epoch", ylabel="learning rate")
+        ax.set_xlim(0, epochs)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    fig.legend(
-        handles=axes[0].get_legend_handles_labels()[0],
-        loc="outside lower center",
-        ncol=min(len(ks), 6),
-    )
-    text = f"k-decay LR schedules, {ITERS_PER_EPOCH} iterations/epoch (k = 1: the original)"
+    for ax in axes[len(rows) :]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4))
+    text = "LR schedules of the runs: original recipe and k-decay, per row"
     fig.suptitle(figure_title(params, text))
     return fig
 

@@ -20,6 +20,7 @@ from kdecay.data.datasets import DATASETS
 from kdecay.fileio import atomic_write_many
 from kdecay.report.aggregate import is_original_sgdr, read_csv, read_summary
 from kdecay.report.render import to_latex, to_markdown
+from kdecay.report.verdict import compare, verdict
 
 DATASET_TITLES = {name: info.title for name, info in DATASETS.items()}
 PARAMS_TOLERANCE = 0.05  # relative difference above which the printed parameter count is flagged
@@ -58,15 +59,6 @@ def _mean(cell: dict[str, Any] | None) -> float:
     return math.nan if cell is None or int(cell["n"]) == 0 else float(cell["mean_error"])
 
 
-def improvement(orig: dict[str, Any] | None, kd: dict[str, Any] | None) -> tuple[float, float]:
-    """(our original error - our k-decay error, its standard error; nan when < 2 seeds)."""
-    d = _mean(orig) - _mean(kd)
-    if orig is None or kd is None or min(int(orig["n"]), int(kd["n"])) < 2:
-        return d, math.nan
-    se = math.sqrt(orig["std_error"] ** 2 / orig["n"] + kd["std_error"] ** 2 / kd["n"])
-    return d, se
-
-
 def no_number_reason(*cells: dict[str, Any] | None) -> str:
     """Why a comparison has no number: ``runs diverged``, ``metrics corrupt`` or ``runs
     missing`` (the first that applies to a cell without completed runs)."""
@@ -76,22 +68,6 @@ def no_number_reason(*cells: dict[str, Any] | None) -> str:
     if any(int(c.get("n_corrupt", 0) or 0) for c in empty):
         return "metrics corrupt"
     return "runs missing"
-
-
-def verdict(paper_gain: float, ours: float, spread: float, why: str = "runs missing") -> str:
-    """Is the paper's improvement reproduced? ``yes`` needs a gain beyond one standard error;
-    ``why`` says why there is no number when ``ours`` is NaN."""
-    if math.isnan(paper_gain):
-        return "n/a (paper's k-decay result not in the text)"
-    if math.isnan(ours):
-        return f"n/a ({why})"
-    txt = f"{ours:+.2f}" + (f" ± {spread:.2f}" if not math.isnan(spread) else "")
-    txt += f" vs paper {paper_gain:+.2f}"
-    if ours <= 0:
-        return f"no ({txt})"
-    if not math.isnan(spread) and ours <= spread:
-        return f"unclear, within seed spread ({txt})"
-    return f"yes ({txt})"
 
 
 def _measured_params(
@@ -137,7 +113,7 @@ def _table_line(
     )
     paper_kd = math.nan if pd.isna(a["kdecay_err"]) else float(a["kdecay_err"])
     paper_gain = float(a["original_err"]) - paper_kd
-    ours_gain, spread = improvement(orig, at_paper)
+    ours = compare(orig, at_paper)
     paper_orig_txt = f"{a['original_err']:.2f}"
     if a["original_source"] != "appendix":
         paper_orig_txt += f" [{a['original_source']}]"
@@ -153,7 +129,7 @@ def _table_line(
         "reproduced": (
             f"n/a (paper's k={paper_k:g} not in kdecay.ks)"
             if paper_k is not None and paper_k not in ks
-            else verdict(paper_gain, ours_gain, spread, no_number_reason(orig, at_paper))
+            else verdict(paper_gain, ours, no_number_reason(orig, at_paper))
         ),
         # numeric companions for the CSV
         "row": row,
@@ -166,8 +142,9 @@ def _table_line(
         "our_err_at_paper_k": _mean(at_paper),
         "our_best_k": best_k if best_k is not None else math.nan,
         "our_best_err": best_err,
-        "our_improvement": ours_gain,
-        "our_improvement_se": spread,
+        "our_improvement": ours.gain if ours else math.nan,
+        "our_improvement_se": ours.se if ours else math.nan,
+        "welch_p": ours.p_better if ours else math.nan,
         "paper_improvement": paper_gain,
     }
 
