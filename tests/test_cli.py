@@ -48,14 +48,19 @@ def test_help_texts_are_plain_and_name_the_choices() -> None:
     assert "{cifar10,cifar100}" in train
 
 
-def test_bench_warmup_scales_with_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bench_flags_reach_run_bench(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[dict] = []
     monkeypatch.setattr("kdecay.bench.run_bench", lambda **kw: seen.append(kw))
     assert cli.main(["bench", "--steps", "2", "--device", "cpu"]) == 0
-    assert cli.main(["bench", "--steps", "200", "--device", "cpu"]) == 0
-    assert cli.main(["bench", "--steps", "2", "--warmup", "0", "--device", "cpu"]) == 0
-    assert [kw["warmup"] for kw in seen] == [1, 10, 0]
-    assert seen[0]["shared"] == 0 and seen[0]["compile_model"] is None
+    argv = ["bench", "--step", "graph", "--shared", "3", "--repeats", "5", "--warmup", "0"]
+    assert cli.main(argv) == 0
+    assert [(kw["warmup"], kw["repeats"], kw["step"], kw["shared"]) for kw in seen] == [
+        (1, 3, None, 0),
+        (0, 5, "graph", 3),
+    ]
+    with pytest.raises(SystemExit) as exit_info:  # eager is its own column already
+        cli.main(["bench", "--step", "eager"])
+    assert exit_info.value.code == 2
 
 
 def test_atomic_files_get_the_users_umask(tmp_path: Path) -> None:

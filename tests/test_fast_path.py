@@ -38,6 +38,7 @@ from kdecay.config import resolve_run
 from kdecay.data.prepare import PreparedData
 from kdecay.models import build_from_spec
 from kdecay.train import Runtime, Trainer
+from tiny_runs import learnable_data, tiny_params
 
 BATCH, STEPS = 32, 12
 ABS_TOL, REL_TOL = 0.02, 0.02
@@ -50,41 +51,11 @@ MODELS: dict[str, dict[str, Any]] = {
 
 
 def _params(model: dict[str, Any], lr: float) -> dict[str, Any]:
-    return {
-        "data": {"cifar10": {"url": "unused", "md5": "unused"}},
-        "datasets": ["cifar10"],
-        "seeds": [0],
-        "rows": {
-            "tiny": {
-                "model": model,
-                "epochs": 10,
-                "batch_size": BATCH,
-                "optimizer": {"lr": lr, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4},
-                "padding": "zeros",
-                "original": {"schedule": "step", "milestones": [9], "gamma": 0.1},
-            }
-        },
-        "kdecay": {"schedule": "poly", "power": 2.0, "lr_end": 0.0, "ks": [1]},
-        "train": {"device": "cpu"},
-    }
+    return tiny_params(model, lr, BATCH)
 
 
-def _data(n: int = BATCH * STEPS, classes: int = 10) -> PreparedData:
-    """Learnable synthetic CIFAR: each class has a mean colour, plus Gaussian pixel noise."""
-    g = torch.Generator().manual_seed(123)
-    colors = torch.randint(0, 256, (classes, 3, 1, 1), generator=g).float()
-    labels = torch.randint(0, classes, (n,), generator=g)
-    noise = torch.randn((n, 3, 32, 32), generator=g) * 40
-    images = (colors[labels] + noise).round().clamp(0, 255).to(torch.uint8)
-    return PreparedData(
-        train_images=images,
-        train_labels=labels,
-        test_images=images[:8].clone(),
-        test_labels=labels[:8].clone(),
-        classes=[str(i) for i in range(classes)],
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-    )
+def _data(n: int = BATCH * STEPS) -> PreparedData:
+    return learnable_data(n)
 
 
 def _trainer(
@@ -92,14 +63,14 @@ def _trainer(
     *,
     amp: torch.dtype | None,
     channels_last: bool,
-    compile_model: bool = False,
+    step: str = "eager",
     seed: int = 0,
     lr: float = 0.05,
 ) -> Trainer:
     spec = resolve_run(_params(MODELS[model], lr), "cifar10", "tiny", "original", None, 0)
     torch.manual_seed(seed)
     net = build_from_spec(spec.model, spec.num_classes)
-    runtime = Runtime(torch.device("cpu"), amp, channels_last, compile_model)
+    runtime = Runtime(torch.device("cpu"), amp, channels_last, step)
     return Trainer(spec, _data(), net, runtime)
 
 
@@ -200,5 +171,5 @@ def test_compiled_bf16_channels_last_follows_fp32() -> None:
     Measured max gap 0.0033 (pre-act ResNet-8); ~100 s cold / ~30 s warm, mostly compilation.
     """
     ref = _reference("preact_resnet8")
-    fast = _run("preact_resnet8", amp=torch.bfloat16, channels_last=True, compile_model=True)
+    fast = _run("preact_resnet8", amp=torch.bfloat16, channels_last=True, step="compiled")
     assert (_outside(fast, ref) <= 0).all(), (fast - ref).abs().tolist()

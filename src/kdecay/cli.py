@@ -126,15 +126,15 @@ def _cmd_parallel(a: argparse.Namespace) -> None:
 def _cmd_bench(a: argparse.Namespace) -> None:
     from kdecay.bench import run_bench
 
-    warmup = a.warmup if a.warmup is not None else min(10, max(1, a.steps // 5))
     run_bench(
         models=a.models,
         device=a.device,
         steps=a.steps,
-        warmup=warmup,
+        warmup=a.warmup,
         out_dir=a.out,
         params_file=a.params,
-        compile_model=a.compile,
+        step=a.step,
+        repeats=a.repeats,
         shared=a.shared,
     )
 
@@ -229,15 +229,19 @@ def _add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="training throughput vs a standard PyTorch pipeline")
     p.add_argument("--models", nargs="+", help="rows or model names (default: every row)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), help="default: train.device")
-    p.add_argument("--steps", type=int, default=50, help="timed steps per model (default 50)")
-    p.add_argument("--warmup", type=int, help="untimed steps (default: steps/5, 1 to 10)")
+    p.add_argument("--steps", type=int, default=50, help="full batches per pass (default 50)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed passes first (default 1)")
+    p.add_argument("--repeats", type=int, default=3, help="timed passes: median (default 3)")
     p.add_argument("--out", type=Path, default=Path("results/bench"), help="report folder")
     p.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        help="torch.compile our pipeline (default: train.compile)",
+        "--step",
+        choices=("compiled", "graph"),
+        help="form of the ours_step column (default: train.step on this device; compiled on "
+        "the CPU)",
     )
-    p.add_argument("--shared", type=int, default=0, help="GPU: 1..N processes on one GPU")
+    p.add_argument(
+        "--shared", type=int, default=0, help="GPU: 1..N processes of each model on one GPU"
+    )
     _params_arg(p)
     p.set_defaults(func=_cmd_bench)
 

@@ -26,6 +26,8 @@ __all__ = ["ConfigError", "RunSpec", "TrainOptions", "build_schedule", "load_par
 METHODS = ("original", "kdecay")
 PRECISIONS = ("bf16", "fp32")
 DEVICES = ("auto", "cuda", "cpu")
+STEP_FORMS = ("auto", "eager", "compiled", "graph")
+"""``train.step``: how a training step executes (:mod:`kdecay.train.step`)."""
 KDECAY_SCHEDULES = ("poly", "cosine", "exponential")
 
 
@@ -68,7 +70,8 @@ class TrainOptions:
     device: str = "auto"
     precision: str = "bf16"
     channels_last: bool = True
-    compile: bool = False
+    step: str = "auto"
+    tf32: bool = False
     eval_every: int = 1
     eval_batch_size: int = 1000
     checkpoint_every: int = 5
@@ -144,7 +147,8 @@ def train_options(params: dict[str, Any]) -> TrainOptions:
         device=_choice(v["device"], "train.device", DEVICES),
         precision=_choice(v["precision"], "train.precision", PRECISIONS),
         channels_last=check_flag(v["channels_last"], "train.channels_last", ConfigError),
-        compile=check_flag(v["compile"], "train.compile", ConfigError),
+        step=_choice(v["step"], "train.step", STEP_FORMS),
+        tf32=check_flag(v["tf32"], "train.tf32", ConfigError),
         eval_every=_int(v["eval_every"], "train.eval_every"),
         eval_batch_size=_int(v["eval_batch_size"], "train.eval_batch_size"),
         checkpoint_every=_int(v["checkpoint_every"], "train.checkpoint_every"),

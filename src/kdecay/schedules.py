@@ -306,5 +306,8 @@ class LRSchedule(LRScheduler):
         self.last_epoch = int(state_dict["last_epoch"])
         lrs = self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
-            group["lr"] = lr
+            if isinstance(group["lr"], torch.Tensor):  # a device-tensor LR stays that tensor
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
         self._last_lr = lrs

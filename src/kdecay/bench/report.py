@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from kdecay.bench.pipelines import PIPELINES
 from kdecay.bench.targets import BenchTarget
 from kdecay.config import resolve_run, row_names
 from kdecay.report.aggregate import expected_runs
@@ -18,29 +19,34 @@ __all__ = ["render_markdown", "sweep_estimate"]
 def sweep_estimate(
     params: dict[str, Any],
     targets: Sequence[BenchTarget],
-    seconds_per_epoch: dict[str, dict[str, float]],
+    results: Sequence[dict[str, Any]],
     device: torch.device,
 ) -> dict[str, Any]:
-    """Device-hours of every run the pipeline trains: epochs x seconds/epoch of its model.
+    """Device-hours of every run the pipeline trains, per pipeline.
 
-    ``seconds_per_epoch`` maps a target name to ``{"ours": s, "standard": s}``. Runs whose row
-    was not benchmarked are left out (``complete`` is then false). Evaluation is excluded.
+    Training: epochs x seconds per epoch of the run's model. ``ours_step_with_eval`` adds one
+    evaluation of the 10,000 test images per ``train.eval_every`` epochs (as ``train_run``
+    evaluates). Runs whose row was not benchmarked are left out (``complete`` is then false).
     """
     datasets = params.get("datasets") or ["cifar10"]
     by_row = {row: t for t in targets for row in t.rows}
-    epochs = {
-        row: resolve_run(params, datasets[0], row, "original", None, 0).epochs
-        for row in row_names(params)
+    measured = {m["name"]: m for m in results}
+    specs = {
+        row: resolve_run(params, datasets[0], row, "original", None, 0) for row in row_names(params)
     }
+    epochs = {row: spec.epochs for row, spec in specs.items()}
     runs = expected_runs(params)
-    covered = [r for r in runs if r["row"] in by_row]
+    covered = [
+        measured[by_row[r["row"]].name] | {"row": r["row"]} for r in runs if r["row"] in by_row
+    ]
     hours = {
-        kind: sum(
-            epochs[r["row"]] * seconds_per_epoch[by_row[r["row"]].name][kind] for r in covered
-        )
-        / 3600
-        for kind in ("ours", "standard")
+        kind: sum(epochs[m["row"]] * m[kind]["seconds_per_epoch"] for m in covered) / 3600
+        for kind in PIPELINES
     }
+    evals = sum(
+        (epochs[m["row"]] // specs[m["row"]].train.eval_every) * m["ours_step"]["eval_seconds"]
+        for m in covered
+    )
     unit = "GPU-hours" if device.type == "cuda" else "CPU-hours"
     return {
         "unit": unit,
@@ -49,13 +55,15 @@ def sweep_estimate(
         "runs_covered": len(covered),
         "complete": len(covered) == len(runs),
         "rows_missing": sorted({r["row"] for r in runs} - set(by_row)),
-        "epochs_covered": sum(epochs[r["row"]] for r in covered),
-        "ours_hours": hours["ours"],
-        "standard_hours": hours["standard"],
+        "epochs_covered": sum(epochs[m["row"]] for m in covered),
+        "hours": hours,
+        "eval_hours": evals / 3600,
+        "ours_step_with_eval_hours": hours["ours_step"] + evals / 3600,
         "row_epochs": epochs,
         "row_target": {row: t.name for row, t in by_row.items()},
         "note": "sum over expected runs of epochs x seconds per 50,000-image epoch of the "
-        "run's model; test-set evaluation, checkpointing and start-up excluded",
+        "run's model (+ one 10,000-image evaluation per eval_every epochs for ours_step); "
+        "checkpointing and start-up excluded",
     }
 
 
@@ -70,32 +78,39 @@ def _fmt_mfu(x: float) -> str:
 def _model_lines(report: dict[str, Any]) -> list[str]:
     dev, cmd, peak = report["device"], report["settings"], report["peak"]
     lines = [
-        "# Training throughput: kdecay vs a standard PyTorch pipeline",
+        "# Training throughput: seconds per epoch, kdecay's step vs standard PyTorch",
         "",
         f"- device: **{dev['name']}** ({dev['type']}), torch {dev['torch']}, "
         f"CUDA {dev['cuda'] or 'n/a'}, measured {report['timestamp']}",
-        f"- settings: steps {cmd['steps']} (timed), warmup {cmd['warmup']}, compile "
-        f"{cmd['compile']}, params `{cmd['params_file']}`; synthetic CIFAR-shaped uint8 images, "
+        f"- settings: {cmd['passes']} timed passes of "
+        f"{cmd['steps']} full batches + the epoch's partial batch, {cmd['warmup']} untimed "
+        f"pass(es) first; params `{cmd['params_file']}`; synthetic CIFAR-shaped uint8 images, "
         "random labels",
-        f"- ours: {report['ours_pipeline']}",
-        f"- standard: {report['standard_pipeline']}",
+        *(f"- {name}: {text}" for name, text in report["pipelines"].items()),
         f"- peak (measured): **{peak['flops'] / 1e12:.3f} TFLOP/s**, {peak['method']}",
         "",
-        "| model | rows | batch | params | ours img/s | standard img/s | ours/standard "
-        "| ours s/epoch | standard s/epoch | ours MFU | standard MFU | ours peak mem "
-        "| standard peak mem |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| model | batch | params | "
+        + " | ".join(f"{p} s/epoch" for p in PIPELINES)
+        + " | ours_step vs standard | ours_step MFU | ours_step peak mem | eval s |",
+        "|---|--:|--:|" + "--:|" * (len(PIPELINES) + 4),
     ]
     for m in report["models"]:
-        o, s = m["ours"], m["standard"]
+        cells = " | ".join(_fmt_spread(m[p]) for p in PIPELINES)
+        o = m["ours_step"]
         lines.append(
-            f"| {m['name']} | {', '.join(m['rows'])} | {m['batch_size']} "
-            f"| {m['params'] / 1e6:.2f}M | {o['images_per_s']:.1f} | {s['images_per_s']:.1f} "
-            f"| {m['ratio']:.2f}x | {o['seconds_per_epoch']:.1f} | {s['seconds_per_epoch']:.1f} "
-            f"| {_fmt_mfu(o['mfu'])} | {_fmt_mfu(s['mfu'])} "
-            f"| {_fmt_mem(o['peak_memory_bytes'])} | {_fmt_mem(s['peak_memory_bytes'])} |"
+            f"| {m['name']} | {m['batch_size']} | {m['params'] / 1e6:.2f}M | {cells} "
+            f"| {m['ratio']:.2f}x | {_fmt_mfu(o['mfu'])} | {_fmt_mem(o['peak_memory_bytes'])} "
+            f"| {o['eval_seconds']:.2f} |"
         )
     return lines
+
+
+def _fmt_spread(r: dict[str, Any]) -> str:
+    """``median (min-max)`` seconds per epoch."""
+    return (
+        f"{r['seconds_per_epoch']:.2f} ({r['seconds_per_epoch_min']:.2f}-"
+        f"{r['seconds_per_epoch_max']:.2f})"
+    )
 
 
 def _sweep_lines(sweep: dict[str, Any]) -> list[str]:
@@ -111,42 +126,43 @@ def _sweep_lines(sweep: dict[str, Any]) -> list[str]:
         else f"{sweep['runs_covered']} of {sweep['runs_total']} runs (rows not benchmarked: "
         f"{', '.join(sweep['rows_missing'])})"
     )
+    per = ", ".join(f"{p} {sweep['hours'][p]:.2f}" for p in PIPELINES)
     return [
         "",
         f"**Sweep estimate ({unit})**: {scope}, {sweep['epochs_covered']} epochs in total -> "
-        f"ours **{sweep['ours_hours']:.2f} {unit}**, standard "
-        f"**{sweep['standard_hours']:.2f} {unit}**.{cpu_note} Training only: "
-        "epochs x seconds per 50,000-image epoch; evaluation, checkpoints and start-up "
-        "excluded.",
+        f"training {per}; ours_step with its evaluations **{sweep['ours_step_with_eval_hours']:.2f}"
+        f" {unit}**.{cpu_note} Checkpoints and start-up excluded.",
         "",
-        "MFU = 3 x forward MACs x 2 FLOP x images/s / measured peak (the peak of the row above "
-        "for both pipelines). Seconds per epoch = 50,000 / images/s. Peak memory includes the "
-        "device-resident training set of ours.",
+        "Seconds per epoch: median (min-max) over the timed passes of 50,000 // batch x seconds "
+        "per full step + the partial step. MFU = 3 x forward MACs x 2 FLOP x images/s / measured "
+        "peak. Peak memory includes the device-resident training set of ours.",
     ]
 
 
-def _shared_lines(shared: dict[str, Any] | None) -> list[str]:
+def _shared_lines(shared: list[dict[str, Any]] | dict[str, Any] | None) -> list[str]:
+    if not shared:
+        return []
+    if isinstance(shared, dict):
+        return ["", f"Shared-GPU test: skipped ({shared['skipped']})."]
     lines: list[str] = []
-    if shared:
+    for one in shared:
         lines.append("")
-        if "skipped" in shared:
-            lines.append(f"Shared-GPU test: skipped ({shared['skipped']}).")
-        elif "error" in shared:
-            lines.append(f"Shared-GPU test on {shared['model']}: failed ({shared['error']}).")
-        else:
-            lines += [
-                f"Shared GPU, {shared['model']} (batch {shared['batch_size']}), ours pipeline in "
-                "N concurrent processes:",
-                "",
-                "| processes | total img/s | vs one | per process img/s |",
-                "|--:|--:|--:|---|",
-            ]
-            for r in shared["runs"]:
-                per = ", ".join(f"{v:.0f}" for v in r["per_process_images_per_s"])
-                lines.append(
-                    f"| {r['processes']} | {r['total_images_per_s']:.1f} "
-                    f"| {r['speedup_vs_one']:.2f}x | {per} |"
-                )
+        if "error" in one:
+            lines.append(f"Shared-GPU test on {one['model']}: failed ({one['error']}).")
+            continue
+        lines += [
+            f"Shared GPU, {one['model']} (batch {one['batch_size']}), our training step in "
+            "N concurrent processes:",
+            "",
+            "| processes | total img/s | vs one | per process img/s |",
+            "|--:|--:|--:|---|",
+        ]
+        for r in one["runs"]:
+            per = ", ".join(f"{v:.0f}" for v in r["per_process_images_per_s"])
+            lines.append(
+                f"| {r['processes']} | {r['total_images_per_s']:.1f} "
+                f"| {r['speedup_vs_one']:.2f}x | {per} |"
+            )
     return lines
 
 

@@ -1,18 +1,21 @@
-"""``kdecay bench``: training throughput of this project's path against a standard PyTorch one.
+"""``kdecay bench``: seconds per epoch of the training step, against standard PyTorch pipelines.
 
-For every benchmarked architecture (:mod:`kdecay.bench.targets`) the two pipelines of
-:mod:`kdecay.bench.pipelines` train the same architecture on the same device, in the same
-process, on the same synthetic CIFAR-shaped ``uint8`` images with random labels. Both run
-``warmup`` untimed steps then ``steps`` timed ones, with no host synchronisation inside the loop
-and a device synchronisation before each clock read; batch fetching is timed for both. The
-report gives images/s, the ratio ours/standard, seconds per 50,000-image epoch, model-FLOP
-utilisation against a matmul peak *measured in the same run*, peak device memory, parameters,
-and the device-hours of the default sweep (:mod:`kdecay.bench.report`). With ``shared=N`` (CUDA
-only) it also runs 1..N concurrent processes of the thinnest model (:mod:`kdecay.bench.shared`).
+For every benchmarked architecture (:mod:`kdecay.bench.targets`) the four pipelines of
+:mod:`kdecay.bench.pipelines` (standard fp32, standard bf16 + channels_last, ours eager, ours
+with the compiled/graphed step) train the same architecture on the same device, in the same
+process, on synthetic CIFAR-shaped ``uint8`` images with random labels. Each runs ``warmup``
+untimed then ``repeats`` timed passes of ``steps`` full batches plus the partial batch an epoch
+ends with; seconds per 50,000-image epoch = full batches x seconds per full step + the partial
+step (median over the passes, with min and max). The report gives images/s, the ratio to the
+standard pipeline, MFU against a matmul peak *measured in the same run*, peak device memory,
+one evaluation pass, and the device-hours of the default sweep (:mod:`kdecay.bench.report`).
+With ``shared=N`` (CUDA only) it also runs 1..N concurrent processes of the thinnest model
+(:mod:`kdecay.bench.shared`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import platform
@@ -26,6 +29,7 @@ import torch
 from kdecay import __version__
 from kdecay.bench.pipelines import (
     EPOCH_IMAGES,
+    PIPELINES,
     bench_ours,
     bench_standard,
     standard_workers,
@@ -39,6 +43,7 @@ from kdecay.config import load_params
 from kdecay.fileio import write_json
 from kdecay.models import build_from_spec, count_params, forward_macs
 from kdecay.train import Runtime, runtime_for
+from kdecay.train.runtime import resolve_step
 
 __all__ = ["run_bench"]
 
@@ -49,23 +54,41 @@ def _print(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _columns(t: BenchTarget, runtime: Runtime, kw: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """The four pipelines on one target, each in a clean device state."""
+    eager = dataclasses.replace(runtime, step="eager")
+    runs = {
+        "standard": lambda: bench_standard(t.spec, runtime.device, **kw),
+        "standard_amp": lambda: bench_standard(t.spec, runtime.device, **kw, amp=True),
+        "ours_eager": lambda: bench_ours(t.spec, eager, **kw),
+        "ours_step": lambda: bench_ours(t.spec, runtime, **kw),
+    }
+    out = {}
+    for name in PIPELINES:
+        out[name] = runs[name]()
+        torch.compiler.reset()  # drop compiled graphs (and the model they hold)
+        free(runtime.device)  # the pipeline's tensors (and the loader's workers) die with it
+    return out
+
+
 def _bench_target(
-    t: BenchTarget, runtime: Runtime, warmup: int, steps: int, peak: float, log: Log
+    t: BenchTarget, runtime: Runtime, kw: dict[str, int], peak: float, log: Log
 ) -> dict[str, Any]:
-    """Both pipelines on one target; the report entry."""
+    """The four pipelines on one target; the report entry."""
     probe = build_from_spec(t.spec.model, t.spec.num_classes)
     macs, n_params = forward_macs(probe), count_params(probe)
     del probe
-    ours = bench_ours(t.spec, runtime, warmup, steps)
-    if runtime.compile:
-        torch.compiler.reset()  # drop the compiled graphs (and the model they hold)
-    free(runtime.device)  # the pipeline's tensors (and the loader's workers) die with its frame
-    std = bench_standard(t.spec, runtime.device, warmup, steps)
-    free(runtime.device)
-    for r in (ours, std):
-        r["seconds_per_epoch"] = EPOCH_IMAGES / r["images_per_s"]
+    cols = _columns(t, runtime, kw)
+    std = cols["standard"]["images_per_s"]
+    for r in cols.values():
         r["mfu"] = 3 * macs * 2 * r["images_per_s"] / peak
-    entry = {
+        r["vs_standard"] = r["images_per_s"] / std
+    log(
+        f"[bench] {t.name}: s/epoch "
+        + ", ".join(f"{k} {v['seconds_per_epoch']:.2f}" for k, v in cols.items())
+        + f"; ours_step/standard {cols['ours_step']['vs_standard']:.2f}x"
+    )
+    return {
         "name": t.name,
         "rows": t.rows,
         "model": t.spec.model,
@@ -73,38 +96,32 @@ def _bench_target(
         "num_classes": t.spec.num_classes,
         "params": n_params,
         "forward_macs": macs,
-        "ours": ours,
-        "standard": std,
-        "ratio": ours["images_per_s"] / std["images_per_s"],
+        **cols,
+        "ratio": cols["ours_step"]["vs_standard"],
     }
-    log(
-        f"[bench] {t.name}: ours {ours['images_per_s']:.1f} img/s, standard "
-        f"{std['images_per_s']:.1f} img/s, ratio {entry['ratio']:.2f}x, "
-        f"{ours['seconds_per_epoch']:.1f} vs {std['seconds_per_epoch']:.1f} s/epoch"
-    )
-    return entry
 
 
 def _run_shared(
-    targets: list[BenchTarget], results: list[dict[str, Any]], runtime: Runtime, n: int, **kw: Any
-) -> dict[str, Any] | None:
-    log: Log = kw.pop("log")
+    targets: list[BenchTarget], runtime: Runtime, n: int, warmup: int, steps: int, log: Log
+) -> list[dict[str, Any]] | dict[str, str] | None:
+    """1..n concurrent training processes of each selected target on one GPU."""
     if not n:
         return None
     if not runtime.cuda:
         out = {"skipped": "shared-GPU test needs CUDA; not run on the CPU"}
         log(f"[bench] {out['skipped']}")
         return out
-    thin = min(results, key=lambda r: r["forward_macs"])
-    target = next(t for t in targets if t.name == thin["name"])
-    log(f"[bench] shared GPU: 1..{n} processes of {target.name} ...")
-    out = bench_shared(target, n, kw["warmup"], kw["steps"], runtime.compile)
-    for r in out.get("runs", []):
-        log(
-            f"[bench] shared {r['processes']} process(es): "
-            f"{r['total_images_per_s']:.1f} img/s total ({r['speedup_vs_one']:.2f}x)"
-        )
-    return out
+    results = []
+    for target in targets:
+        log(f"[bench] shared GPU: 1..{n} processes of {target.name} ...")
+        out = bench_shared(target, n, max(warmup, 1) * steps, steps, runtime.step)
+        for r in out.get("runs", []):
+            log(
+                f"[bench] shared {target.name} x{r['processes']}: "
+                f"{r['total_images_per_s']:.1f} img/s total ({r['speedup_vs_one']:.2f}x)"
+            )
+        results.append(out)
+    return results
 
 
 def _environment(runtime: Runtime) -> dict[str, Any]:
@@ -121,21 +138,30 @@ def _environment(runtime: Runtime) -> dict[str, Any]:
 
 
 def _pipelines(runtime: Runtime) -> dict[str, str]:
-    ours = "kdecay Trainer + GpuLoader (uint8 set on the device, on-device crop/flip), "
-    if runtime.cuda:
-        ours += (
-            f"{'bf16 autocast' if runtime.amp_dtype is not None else 'fp32'}, "
-            f"{'channels_last' if runtime.channels_last else 'contiguous'}, fused SGD"
-        )
-    else:
-        ours += "fp32, contiguous, foreach SGD (CPU: as train_run)"
-    ours += ", torch.compile" if runtime.compile else ""
+    layout = "channels_last" if runtime.channels_last else "contiguous"
+    ours = (
+        f"kdecay Trainer + GpuLoader (uint8 set on the device, per-epoch crops), "
+        f"{runtime.conv_precision}, {layout}"
+    )
     standard = (
         f"torchvision transforms on PIL images in a DataLoader "
         f"({standard_workers(runtime.device)} workers{', pin_memory' if runtime.cuda else ''}, "
-        "persistent), fp32, contiguous, torch.optim.SGD (foreach)"
+        "persistent), torch.optim.SGD (foreach)"
     )
-    return {"ours_pipeline": ours, "standard_pipeline": standard}
+    return {
+        "standard": f"{standard}, fp32, contiguous",
+        "standard_amp": f"{standard}, bf16 autocast, channels_last",
+        "ours_eager": f"{ours}, eager step",
+        "ours_step": f"{ours}, {runtime.step} step (torch.compile, dynamic=False"
+        + (", CUDA graphs)" if runtime.step == "graph" else ")"),
+    }
+
+
+def _step_form(runtime: Runtime, step: str | None) -> str:
+    """The form of the ``ours_step`` column: ``--step``, else what ``train.step`` runs on this
+    device, and ``compiled`` where that is eager (the CPU) so that the column means something."""
+    form = resolve_step(step, runtime.cuda) if step else runtime.step
+    return "compiled" if form == "eager" else form
 
 
 def run_bench(
@@ -146,20 +172,23 @@ def run_bench(
     out_dir: Path,
     params_file: Path,
     *,
-    compile_model: bool | None = None,
+    step: str | None = None,
+    repeats: int = 3,
     shared: int = 0,
     log: Log | None = None,
 ) -> dict[str, Any]:
-    """Benchmark ours vs standard training for each target; write ``bench.json``/``bench.md``.
+    """Benchmark the four pipelines for each target; write ``bench.json``/``bench.md``.
 
     Args:
         models: row or registry model names; ``None`` = every distinct architecture of the rows.
         device: ``"auto"``, ``"cuda"``, ``"cpu"`` or ``None`` (params ``train.device``).
-        steps: timed training steps per pipeline (>= 1).
-        warmup: untimed steps before them (>= 0).
+        steps: full batches per timed pass (>= 1); a pass also runs the epoch's partial batch.
+        warmup: untimed passes before the timed ones (>= 0; compilation happens there).
         out_dir: folder for ``bench.json`` and ``bench.md``.
         params_file: params YAML (rows, kdecay.ks, seeds, datasets, train options).
-        compile_model: ``torch.compile`` ours; ``None`` = params ``train.compile``.
+        step: form of the ``ours_step`` column (``compiled`` or ``graph``); ``None`` = what
+            ``train.step`` runs on this device (``compiled`` on the CPU).
+        repeats: timed passes per pipeline (>= 1); the median is reported with min and max.
         shared: on CUDA, also run 1..``shared`` concurrent ours-processes of the thinnest
             model (0 = skip).
         log: progress sink (one line per finished model); default: print, flushed.
@@ -171,24 +200,26 @@ def run_bench(
         ConfigError: bad option, unknown model/row name, bad params.
     """
     log = log or _print
-    steps = check_int(steps, "--steps", low=1, error=ConfigError)
-    warmup = check_int(warmup, "--warmup", low=0, error=ConfigError)
+    kw = {
+        "steps": check_int(steps, "--steps", low=1, error=ConfigError),
+        "warmup": check_int(warmup, "--warmup", low=0, error=ConfigError),
+        "passes": check_int(repeats, "--repeats", low=1, error=ConfigError),
+    }
     shared = check_int(shared, "--shared", low=0, error=ConfigError)
     params = load_params(params_file)
     targets = select_targets(params, models)
-    runtime = runtime_for(targets[0].spec.train, device, compile_model)
+    runtime = runtime_for(targets[0].spec.train, device)
+    runtime = dataclasses.replace(runtime, step=_step_form(runtime, step))
     log(f"[bench] device {runtime.device_name()}; measuring peak matmul rate ...")
     peak = measure_peak_flops(runtime.device)
     log(f"[bench] peak {peak['flops'] / 1e12:.3f} TFLOP/s ({peak['method']})")
-    results = [_bench_target(t, runtime, warmup, steps, peak["flops"], log) for t in targets]
-    spe = {m["name"]: {k: m[k]["seconds_per_epoch"] for k in ("ours", "standard")} for m in results}
-    shared_out = _run_shared(targets, results, runtime, shared, warmup=warmup, steps=steps, log=log)
+    results = [_bench_target(t, runtime, kw, peak["flops"], log) for t in targets]
+    shared_out = _run_shared(targets, runtime, shared, kw["warmup"], kw["steps"], log)
     settings = {
         "models": models,
         "device": device,
-        "steps": steps,
-        "warmup": warmup,
-        "compile": runtime.compile,
+        **kw,
+        "step": runtime.step,
         "shared": shared,
         "params_file": str(params_file),
         "out_dir": str(out_dir),
@@ -198,11 +229,11 @@ def run_bench(
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "settings": settings,
         "device": _environment(runtime),
-        **_pipelines(runtime),
+        "pipelines": _pipelines(runtime),
         "peak": peak,
         "epoch_images": EPOCH_IMAGES,
         "models": results,
-        "sweep": sweep_estimate(params, targets, spe, runtime.device),
+        "sweep": sweep_estimate(params, targets, results, runtime.device),
         "shared": shared_out,
     }
     _write(report, Path(out_dir), log)

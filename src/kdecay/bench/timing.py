@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["cycle", "free", "measure_peak_flops", "sync", "time_calls"]
+__all__ = ["cycle", "free", "measure_peak_flops", "sync", "time_calls", "time_passes"]
 
 
 def sync(device: torch.device) -> None:
@@ -49,6 +49,45 @@ def time_calls(
         result = call()
     sync(device)
     return time.perf_counter() - t0, result
+
+
+def time_passes(
+    loader: Iterable[tuple[Any, Any]],
+    step: Callable[[Any, Any], Any],
+    batch_size: int,
+    warmup: int,
+    passes: int,
+    device: torch.device,
+) -> tuple[list[tuple[float, float]], Any]:
+    """Time whole passes over ``loader`` (full batches, then at most one partial batch).
+
+    ``warmup`` untimed passes, then ``passes`` timed ones. In a timed pass the clock is read
+    (after a device sync) at its start, before its partial batch and at its end, so each pass
+    gives (seconds per full step, seconds of the partial step; 0 without one). Returns those
+    pairs and the last step's result.
+    """
+    result = None
+    for _ in range(warmup):
+        for x, y in loader:
+            result = step(x, y)
+    out = []
+    for _ in range(passes):
+        sync(device)
+        t0 = t_partial = time.perf_counter()
+        full = 0
+        for x, y in loader:
+            if len(y) == batch_size:
+                full += 1
+            else:
+                sync(device)
+                t_partial = time.perf_counter()
+            result = step(x, y)
+        sync(device)
+        t_end = time.perf_counter()
+        if t_partial == t0:  # no partial batch
+            t_partial = t_end
+        out.append(((t_partial - t0) / max(full, 1), t_end - t_partial))
+    return out, result
 
 
 def measure_peak_flops(device: torch.device) -> dict[str, Any]:

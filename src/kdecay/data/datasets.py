@@ -40,6 +40,7 @@ class DatasetInfo:
         labels_key: key of the label list in each data pickle.
         label_names_key: key of the class-name list in the meta pickle.
         train_images: images in the official training set (one epoch).
+        test_images: images in the official test set.
     """
 
     title: str
@@ -54,6 +55,7 @@ class DatasetInfo:
     labels_key: bytes = b"labels"
     label_names_key: bytes = b"label_names"
     train_images: int = 50_000
+    test_images: int = 10_000
 
 
 DATASETS: dict[str, DatasetInfo] = {

@@ -240,6 +240,9 @@ def _final_metrics(progress: Progress, trainer: Trainer) -> dict[str, Any]:
             if done and progress.train_seconds > 0
             else None
         ),
+        # what the convolutions computed in (bf16 | tf32 | fp32) and how the step executed
+        "conv_precision": trainer.runtime.conv_precision,
+        "step": trainer.runtime.step,
     }
 
 

@@ -1,8 +1,10 @@
-"""The one device / precision / memory-layout decision, shared by training and the benchmark.
+"""The one device / precision / memory-layout / step decision, shared by training and bench.
 
 On CUDA: bf16 autocast with fp32 master weights (``train.precision: bf16``), channels_last
-(``train.channels_last``), cudnn.benchmark, fused SGD. On the CPU: fp32, contiguous tensors,
-foreach SGD. None of these changes the recipe (see the README's "Performance").
+(``train.channels_last``), cudnn.benchmark, the compiled step (``train.step: auto``), TF32 set
+explicitly (``train.tf32``, off by default: an ``fp32`` run computes its convolutions in
+fp32). On the CPU: fp32, contiguous tensors, the eager step with foreach SGD. None of these
+changes the recipe (see the README's "Performance").
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from typing import Any
 import torch
 
 from kdecay.checks import ConfigError, check_choice
-from kdecay.config import DEVICES, TrainOptions
+from kdecay.config import DEVICES, STEP_FORMS, TrainOptions
 
-__all__ = ["Runtime", "runtime_for", "select_device"]
+__all__ = ["Runtime", "resolve_step", "runtime_for", "select_device"]
 
 
 def select_device(option: str) -> torch.device:
@@ -41,7 +43,9 @@ class Runtime:
     device: torch.device
     amp_dtype: torch.dtype | None
     channels_last: bool
-    compile: bool = False
+    step: str = "eager"
+    tf32: bool = False
+    compile_backend: str = "inductor"
 
     @property
     def cuda(self) -> bool:
@@ -52,6 +56,14 @@ class Runtime:
     def precision(self) -> str:
         """``bf16-autocast`` or ``fp32`` (as recorded in metrics.json)."""
         return "bf16-autocast" if self.amp_dtype is torch.bfloat16 else "fp32"
+
+    @property
+    def conv_precision(self) -> str:
+        """What the convolutions and matmuls actually compute in: ``bf16`` under autocast,
+        ``tf32`` for fp32 tensors on CUDA with TF32 allowed, else ``fp32``."""
+        if self.amp_dtype is torch.bfloat16:
+            return "bf16"
+        return "tf32" if self.cuda and self.tf32 else "fp32"
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Autocast to :attr:`amp_dtype`, or a no-op context."""
@@ -71,17 +83,40 @@ class Runtime:
         return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def resolve_step(option: str, cuda: bool) -> str:
+    """``train.step``: ``auto`` -> ``compiled`` on CUDA (proven equal to eager, see
+    tests/test_step.py), ``eager`` on the CPU (compiling costs more there than it saves);
+    ``graph`` (CUDA graphs) needs CUDA."""
+    check_choice(option, "train.step", STEP_FORMS, ConfigError)
+    if option == "auto":
+        return "compiled" if cuda else "eager"
+    if option == "graph" and not cuda:
+        raise ConfigError(
+            "train.step: graph replays CUDA graphs and needs a CUDA device; use compiled or "
+            "eager (or auto) on the CPU"
+        )
+    return option
+
+
+def set_tf32(allow: bool) -> None:
+    """Set both TF32 switches (cuBLAS matmuls and cuDNN convolutions) explicitly."""
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
+
+
 def runtime_for(
-    options: TrainOptions, device: str | None = None, compile_model: bool | None = None
+    options: TrainOptions, device: str | None = None, step: str | None = None
 ) -> Runtime:
-    """The runtime of the ``train`` options (``device``/``compile_model`` override them)."""
+    """The runtime of the ``train`` options (``device``/``step`` override them)."""
     dev = select_device(device or options.device)
     cuda = dev.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
+        set_tf32(options.tf32)
     return Runtime(
         device=dev,
         amp_dtype=torch.bfloat16 if cuda and options.precision == "bf16" else None,
         channels_last=cuda and options.channels_last,
-        compile=options.compile if compile_model is None else compile_model,
+        step=resolve_step(step or options.step, cuda),
+        tf32=options.tf32,
     )

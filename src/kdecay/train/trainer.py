@@ -1,12 +1,12 @@
 """The trainer of one run: model, SGD, the per-iteration LR schedule and the loaders.
 
-:meth:`Trainer.train_step` is one SGD step and one schedule step; :meth:`Trainer.train_epoch`
-accumulates loss and error on the device (no host synchronisation inside an epoch).
+:meth:`Trainer.train_step` is one SGD step (:class:`kdecay.train.step.TrainStep`, eager,
+compiled or graphed) and one schedule step; :meth:`Trainer.train_epoch` accumulates loss and
+error on the device (no host synchronisation inside an epoch).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ from kdecay.data.prepare import PreparedData
 from kdecay.models import count_params
 from kdecay.schedules import LRSchedule
 from kdecay.train.runtime import Runtime
+from kdecay.train.step import TrainStep
 
 __all__ = ["Trainer"]
 
@@ -57,32 +58,28 @@ class Trainer:
         self.model.to(device)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.forward: Callable[[torch.Tensor], torch.Tensor] = (
-            torch.compile(self.model) if runtime.compile else self.model
+        self.step = TrainStep(
+            self.model,
+            runtime,
+            spec.lr,
+            {
+                "momentum": spec.momentum,
+                "nesterov": spec.nesterov,
+                "weight_decay": spec.weight_decay,
+            },
+            full_batch=spec.batch_size,
+            eval_batch=spec.train.eval_batch_size,
         )
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=spec.lr,
-            momentum=spec.momentum,
-            nesterov=spec.nesterov,
-            weight_decay=spec.weight_decay,
-            fused=True if runtime.cuda else None,
-            foreach=None,
-        )
+        self.optimizer = self.step.optimizer
         self.iters_per_epoch = len(self.train_loader)
         self.schedule = build_schedule(spec, self.iters_per_epoch)
         self.lr_schedule = LRSchedule(self.optimizer, self.schedule)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One SGD step and one schedule step; returns (loss, misclassified count) tensors."""
-        with self.runtime.autocast():
-            out = self.forward(x)
-            loss = F.cross_entropy(out, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        loss, wrong = self.step(x, y)
         self.lr_schedule.step()
-        return loss.detach(), (out.detach().argmax(1) != y).sum()
+        return loss, wrong
 
     def train_epoch(self) -> tuple[float, float]:
         """One pass over the training set; returns (mean loss, error %). No host sync inside."""
@@ -103,8 +100,7 @@ class Trainer:
         wrong = torch.zeros((), device=self.device, dtype=torch.int64)
         n = 0
         for x, y in self.test_loader:
-            with self.runtime.autocast():
-                out = self.forward(x)
+            out = self.step.logits(x)
             loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
             wrong += (out.argmax(1) != y).sum()
             n += y.numel()
@@ -126,7 +122,7 @@ class Trainer:
     def load_state(self, state: dict[str, Any]) -> None:
         """Inverse of :meth:`state`."""
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.step.load_optimizer_state(state["optimizer"])
         self.lr_schedule.load_state_dict(state["schedule"])
         self.train_loader.load_state_dict(state["loader"])
         torch.set_rng_state(state["torch_rng"])

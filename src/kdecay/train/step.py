@@ -1,0 +1,155 @@
+"""One SGD training step in the three forms of ``train.step``: eager, compiled, graph.
+
+All three compute the same arithmetic: forward under the runtime's autocast, mean
+cross-entropy, backward, one SGD update at the learning rate of the current iteration, and the
+batch's misclassified count.
+
+* ``eager``: PyTorch's op-by-op execution; SGD fused on CUDA, foreach on the CPU; the LR is a
+  Python float in the optimizer's param group.
+* ``compiled``: ``torch.compile(dynamic=False)`` of (a) forward + loss + error count, whose
+  backward AOTAutograd compiles alongside, and (b) the SGD update (foreach, the form Inductor
+  fuses into a few kernels). The LR lives in a 0-dim tensor on the device that the schedule
+  writes in place (``fill_``), so a new LR never recompiles and never syncs. Inductor folds
+  the autocast weight casts and the BN statistics updates into its kernels.
+* ``graph``: the compiled step with ``mode="reduce-overhead"``: each compiled graph is
+  recorded once as a CUDA graph and replayed (CUDA only).
+
+Static shapes: the forward graph is compiled for the full batch only. An epoch's last, partial
+batch (80 images at batch 128 on CIFAR) runs its forward and backward eagerly and then the same
+compiled update, so it never adds a dynamic-shape graph. The momentum buffers are created as
+zeros before the first compiled update (``0 * momentum + g = g`` exactly, as SGD's own first
+step), so the update is traced once, not twice. A process holds one compiled step at a time:
+building one drops the graphs compiled before (``torch.compiler.reset``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from kdecay.train.runtime import Runtime
+
+__all__ = ["TrainStep"]
+
+StepOut = tuple[torch.Tensor, torch.Tensor]
+
+
+def _make_optimizer(
+    model: torch.nn.Module, runtime: Runtime, lr: float, hyper: dict[str, Any]
+) -> torch.optim.SGD:
+    """SGD of the recipe; a device-tensor LR for the compiled forms."""
+    if runtime.step == "eager":
+        fused = True if runtime.cuda else None
+        return torch.optim.SGD(model.parameters(), lr=lr, fused=fused, foreach=None, **hyper)
+    lr_tensor = torch.tensor(lr, dtype=torch.float32, device=runtime.device)
+    return torch.optim.SGD(model.parameters(), lr=lr_tensor, foreach=True, **hyper)
+
+
+class TrainStep:
+    """Callable ``step(x, y) -> (loss, misclassified)`` that also updates the weights.
+
+    Args:
+        model: the network, already on the runtime's device and memory format.
+        runtime: device, autocast and ``step`` form (``eager``, ``compiled``, ``graph``).
+        lr: initial learning rate (the schedule overwrites it every iteration).
+        hyper: the remaining SGD arguments (momentum, nesterov, weight_decay).
+        full_batch: the batch size the compiled training forward is specialised to.
+        eval_batch: the batch size the compiled evaluation forward is specialised to.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        runtime: Runtime,
+        lr: float,
+        hyper: dict[str, Any],
+        full_batch: int,
+        eval_batch: int,
+    ) -> None:
+        self.model, self.runtime = model, runtime
+        self.full_batch, self.eval_batch = int(full_batch), int(eval_batch)
+        self.optimizer = _make_optimizer(model, runtime, lr, hyper)
+        self.compiled = runtime.step != "eager"
+        self._forward: Callable[[torch.Tensor, torch.Tensor], StepOut] = self._forward_loss
+        self._update: Callable[[], None] = self._sgd_update
+        self._logits: Callable[[torch.Tensor], torch.Tensor] = self._eval_logits
+        if self.compiled:
+            # Dynamo keys its cache on the code of these methods and guards on ``self``: beyond
+            # 8 instances it would silently run eager. One compiled step per process at a time.
+            torch.compiler.reset()
+            mode = "reduce-overhead" if runtime.step == "graph" else None
+            backend = runtime.compile_backend
+            compile_kw: dict[str, Any] = {"dynamic": False, "backend": backend}
+            if backend == "inductor":
+                compile_kw["mode"] = mode
+            self._forward = torch.compile(self._forward_loss, **compile_kw)
+            self._update = torch.compile(self._sgd_update, **compile_kw)
+            self._logits = torch.compile(self._eval_logits, **compile_kw)
+
+    def _forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> StepOut:
+        with self.runtime.autocast():
+            out = self.model(x)
+            loss = F.cross_entropy(out, y)
+        return loss, (out.detach().argmax(1) != y).sum()
+
+    def _sgd_update(self) -> None:
+        self.optimizer.step()
+
+    def _init_momentum(self) -> None:
+        """Zero momentum buffers where SGD would create them lazily (compiled forms only)."""
+        for group in self.optimizer.param_groups:
+            if not group["momentum"]:
+                continue
+            for p in group["params"]:
+                state = self.optimizer.state[p]
+                if state.get("momentum_buffer") is None:
+                    state["momentum_buffer"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format
+                    )
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepOut:
+        """One step on the batch ``(x, y)``; returns detached (loss, misclassified count)."""
+        forward = self._forward if len(y) == self.full_batch else self._forward_loss
+        loss, wrong = forward(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.compiled:
+            self._init_momentum()
+        self._update()
+        return loss.detach(), wrong
+
+    def _eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        with self.runtime.autocast():
+            return self.model(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluation logits of ``x`` under the runtime's autocast (no_grad and eval mode are
+        the caller's); compiled for the full evaluation batch, eager for a partial one."""
+        return (self._logits if len(x) == self.eval_batch else self._eval_logits)(x)
+
+    def optimizer_kind(self) -> str:
+        """How the SGD update runs: ``SGD fused``/``SGD foreach`` (eager) or compiled."""
+        if self.compiled:
+            return f"SGD foreach, torch.compile ({self.runtime.step}), LR in a device tensor"
+        return "SGD fused" if self.runtime.cuda else "SGD (PyTorch's CPU default)"
+
+    def lr_tensor(self) -> torch.Tensor | None:
+        """The device tensor holding the LR (compiled forms), else None."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        return lr if isinstance(lr, torch.Tensor) else None
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        """Load an optimizer state (saved by any form) keeping this form's LR representation:
+        the compiled forms keep writing the same device tensor."""
+        lr_tensor = self.lr_tensor()
+        self.optimizer.load_state_dict(state)
+        for group in self.optimizer.param_groups:
+            value = float(group["lr"])
+            if lr_tensor is None:
+                group["lr"] = value
+            else:
+                lr_tensor.fill_(value)
+                group["lr"] = lr_tensor
