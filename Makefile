@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,ray,slurm]"
 	touch $(STAMP)
 
 ## run the whole reproduction (every run of both appendix tables, tables, figures):

@@ -83,12 +83,35 @@ def test_check_refuses_bad_lists_and_unknown_datasets(tmp_path: Path, capsys) ->
         (lambda p: p["kdecay"].update(ks=3), "kdecay.ks must be a non-empty YAML list"),
         (lambda p: p.update(datasets=["svhn"]), "'svhn' is not supported"),
         (lambda p: p["rows"]["wrn16_8"].update(model="resnet_999"), "rows.wrn16_8.model"),
+        (
+            lambda p: p["train"].update(save_weights=False),
+            "train.save_weights is false, but dvc.yaml tracks each run's model.pt",
+        ),
     ):
         params = yaml.safe_load((ROOT / "params.yaml").read_text())
         edit(params)
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
         assert cli.main(["check", "--params", str(tmp_path / "params.yaml")]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_sweep_refuses_bad_options_before_any_work(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["sweep"]["gpu_fraction"]["nope"] = 0.5
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(params))
+    assert cli.main(["sweep", "--params", str(tmp_path / "bad.yaml")]) == 2
+    assert "sweep.gpu_fraction: unknown row(s) ['nope']" in capsys.readouterr().err
+    params["sweep"]["gpu_fraction"] = {"wrn16_8": 1.5}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(params))
+    assert cli.main(["sweep", "--params", str(tmp_path / "bad.yaml")]) == 2
+    assert "sweep.gpu_fraction.wrn16_8" in capsys.readouterr().err
+    assert cli.main(["sweep", "--shard", "2/2"]) == 2
+    assert "--shard (I of I/N)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["sweep", "--shard", "half"])
+    assert exit_info.value.code == 2
 
 
 def test_plan_counts_the_default_sweep(capsys) -> None:

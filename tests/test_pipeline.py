@@ -99,27 +99,6 @@ def test_second_repro_runs_nothing_and_one_k_change_reruns_only_that_k(smoke_ws:
     assert {"aggregate", "tables", "figures"} <= ran
 
 
-def test_parallel_runs_stale_training_stages_then_dvc_is_up_to_date(smoke_ws: Path):
-    params_file = smoke_ws / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    params["kdecay"]["ks"] = [*params["kdecay"]["ks"], 5]
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    out = subprocess.run(
-        [sys.executable, "-m", "kdecay", "parallel", "--gpus", "cpu", "--per-gpu", "2"],
-        cwd=smoke_ws,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "24 stale training runs on 2 slots" in out.stdout
-    assert "[24/24]" in out.stdout
-    assert ran_stages(dvc(smoke_ws, "repro")) == set()
-    summary = pd.read_csv(smoke_ws / "results" / "summary.csv")
-    k5 = summary[(summary["kind"] == "run") & (summary["method"] == "k5")]
-    assert len(k5) == 24 and (k5["status"] == "completed").all()
-
-
 def test_smoke_again_keeps_the_users_params_and_tracks_dvc_lock(smoke_ws: Path):
     tracked = subprocess.run(
         ["git", "ls-files"], cwd=smoke_ws, capture_output=True, text=True, check=True

@@ -1,5 +1,5 @@
 """kdecay <command>: one subcommand per pipeline stage, plus check, plan, clean-checkpoints,
-synth, smoke, parallel and bench.
+synth, smoke, sweep and bench.
 
 Each subcommand imports its module lazily, so ``kdecay --help`` is instant. Expected failures
 (bad params, missing data, failed checksums) print one clear ``error:`` line and exit 2; Ctrl-C
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kdecay.checks import ConfigError
 from kdecay.data.datasets import DATASETS
 
 DESCRIPTION = (
@@ -116,11 +117,46 @@ def _cmd_smoke(a: argparse.Namespace) -> None:
     run_smoke(a.workdir, params_file=a.params, reset=a.reset)
 
 
-def _cmd_parallel(a: argparse.Namespace) -> None:
-    from kdecay.sweep.parallel import run_parallel
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--shard must be I/N (e.g. 0/2), got {text!r}") from err
+    return index, count
 
-    if run_parallel(a.gpus, a.per_gpu, a.logs):
+
+def _cmd_sweep(a: argparse.Namespace) -> None:
+    from kdecay.sweep.driver import SweepOptions, run_sweep
+
+    slurm = {
+        "timeout_min": _minutes(a.time),
+        "gpus_per_job": a.gpus_per_job,
+        "cpus_per_job": a.cpus_per_job,
+        "array_parallelism": a.array_parallelism,
+        "partition": a.partition,
+    }
+    opts = SweepOptions(
+        engine=a.engine,
+        params_file=a.params,
+        log_dir=a.logs,
+        address=a.address,
+        gpus=a.gpus,
+        cpus=a.cpus,
+        shard=a.shard,
+        cluster=a.cluster,
+        slurm=slurm if a.engine == "slurm" else {},
+    )
+    if run_sweep(opts):
         raise SystemExit(1)
+
+
+def _minutes(hms: str) -> int:
+    """``HH:MM:SS`` -> whole minutes (at least 1)."""
+    try:
+        h, m, sec = (int(v) for v in hms.split(":"))
+    except ValueError as err:
+        raise ConfigError(f"--time must be HH:MM:SS, got {hms!r}") from err
+    return max(1, h * 60 + m + (sec + 59) // 60)
 
 
 def _cmd_bench(a: argparse.Namespace) -> None:
@@ -218,11 +254,30 @@ def _add_tools(sub: Any) -> None:
     p.add_argument("--reset", action="store_true", help="overwrite <workdir>/params.yaml")
     p.set_defaults(func=_cmd_smoke)
 
-    p = sub.add_parser("parallel", help="dvc repro with the training runs several at a time")
-    p.add_argument("--gpus", help="GPU indices (0,1,2,3) or 'cpu' (default: every GPU)")
-    p.add_argument("--per-gpu", type=int, default=1, help="runs sharing one GPU (default 1)")
+
+def _add_sweep(sub: Any) -> None:
+    p = sub.add_parser("sweep", help="every stale training run on Ray or SLURM, then dvc repro")
+    p.add_argument("--engine", choices=("ray", "slurm"), default="ray", help="default: ray")
     p.add_argument("--logs", type=Path, default=Path("results/logs"), help="one log per run")
-    p.set_defaults(func=_cmd_parallel)
+    p.add_argument("--shard", type=_shard, default=(0, 1), help="I/N: this clone's share")
+    g = p.add_argument_group("ray")
+    g.add_argument("--address", help="join a running Ray cluster (default: start one here)")
+    g.add_argument("--gpus", type=int, help="GPUs a local Ray declares (default: detected)")
+    g.add_argument("--cpus", type=int, help="CPUs a local Ray declares (default: detected)")
+    g = p.add_argument_group("slurm (submitit)")
+    g.add_argument("--partition", help="SLURM partition")
+    g.add_argument("--time", default="24:00:00", help="per-job limit HH:MM:SS (requeued)")
+    g.add_argument("--gpus-per-job", type=int, default=1, help="default 1")
+    g.add_argument("--cpus-per-job", type=int, default=4, help="default 4")
+    g.add_argument("--array-parallelism", type=int, default=64, help="jobs at once (64)")
+    g.add_argument(
+        "--cluster",
+        choices=("slurm", "local", "debug"),
+        default="slurm",
+        help="submitit executor: slurm, or local to run the same jobs on this machine",
+    )
+    _params_arg(p)
+    p.set_defaults(func=_cmd_sweep)
 
 
 def _add_bench(sub: Any) -> None:
@@ -250,14 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``kdecay`` command."""
     parser = argparse.ArgumentParser(prog="kdecay", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_data_commands, _add_train, _add_report_commands, _add_tools, _add_bench):
+    commands = (_add_data_commands, _add_train, _add_report_commands, _add_tools, _add_sweep)
+    for add in (*commands, _add_bench):
         add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kdecay`` and ``python -m kdecay``."""
-    from kdecay.checks import ConfigError, DataError
+    from kdecay.checks import DataError
 
     args = build_parser().parse_args(argv)
     try:

@@ -1,2 +1,3 @@
 """Many pipeline stages at once: the smoke pipeline in a scratch DVC workspace (``smoke``) and
-the stale training stages of ``dvc repro`` several at a time (``parallel``)."""
+every stale training stage on Ray or SLURM (``stages``, ``engines``, ``driver``: ``kdecay
+sweep``), plus the checks, plan and checkpoint clean-up around them."""

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from kdecay.checks import ConfigError, check_int, check_number
-from kdecay.config import load_params, resolve_run, row_names
+from kdecay.config import load_params, resolve_run, row_names, train_options
 from kdecay.data.datasets import DATASETS
 from kdecay.models import build_from_spec, forward_macs
 from kdecay.report.aggregate import expected_runs
@@ -64,9 +64,23 @@ def _row_models(params: dict[str, Any]) -> dict[str, int]:
     return macs
 
 
+def check_save_weights(params: dict[str, Any], dvc_yaml: Path = Path("dvc.yaml")) -> None:
+    """The pipeline tracks every run's ``model.pt``: ``train.save_weights: false`` would make
+    each training stage fail DVC's output check after hours of training."""
+    if train_options(params).save_weights or not dvc_yaml.is_file():
+        return
+    if "model.pt" in dvc_yaml.read_text():
+        raise ConfigError(
+            "train.save_weights is false, but dvc.yaml tracks each run's model.pt (a DVC "
+            "output): set train.save_weights: true, or remove the model.pt lines from "
+            "dvc.yaml's training stages"
+        )
+
+
 def check_params(params: dict[str, Any]) -> list[dict[str, Any]]:
     """Every check that needs no data; returns the expected runs."""
     check_lists(params)
+    check_save_weights(params)
     runs = expected_runs(params)
     for run in runs:
         method = "original" if run["method"] == "original" else "kdecay"

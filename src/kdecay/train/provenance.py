@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,4 +76,5 @@ def provenance(spec: RunSpec, trainer: Trainer, macs: int) -> dict[str, Any]:
         **code_version(),
         "config_hash": spec.config_hash(),
         "argv": list(sys.argv),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }

@@ -8,6 +8,7 @@ NaN/inf loss ends the run with status "diverged" (exit 0, so a sweep goes on).
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import time
@@ -21,7 +22,7 @@ import torch
 from kdecay.checks import ConfigError
 from kdecay.config import RunSpec
 from kdecay.data.prepare import PreparedData, load_prepared, prepared_path
-from kdecay.fileio import write_history, write_json
+from kdecay.fileio import atomic_write_bytes, write_history, write_json
 from kdecay.models import build_from_spec, forward_macs
 from kdecay.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from kdecay.train.provenance import estimated_cpu_hours, fmt_seconds, provenance
@@ -240,9 +241,8 @@ def _final_metrics(progress: Progress, trainer: Trainer) -> dict[str, Any]:
             if done and progress.train_seconds > 0
             else None
         ),
-        # what the convolutions computed in (bf16 | tf32 | fp32) and how the step executed
+        # what the convolutions computed in: bf16 | tf32 | fp32 (the step form is in run.json)
         "conv_precision": trainer.runtime.conv_precision,
-        "step": trainer.runtime.step,
     }
 
 
@@ -281,8 +281,10 @@ def train_run(spec: RunSpec, out_dir: Path, log: Log = print) -> dict[str, Any]:
         _save(checkpoint_path(spec), progress, trainer, spec)  # kept until the run is recorded
     write_history(out_dir / "history.csv", progress.history)
     metrics = _final_metrics(progress, trainer)
-    if progress.status == "completed" and spec.train.save_weights:
-        torch.save(trainer.model.state_dict(), out_dir / "model.pt")
+    if spec.train.save_weights:  # a diverged run's too: its weights at divergence
+        buffer = io.BytesIO()
+        torch.save(trainer.model.state_dict(), buffer)
+        atomic_write_bytes(out_dir / "model.pt", buffer.getvalue())
     write_json(out_dir / "run.json", run_info)
     write_json(out_dir / "metrics.json", metrics)
     if progress.status == "completed":

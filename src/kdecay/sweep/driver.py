@@ -1,0 +1,227 @@
+"""``kdecay sweep``: every stale training stage of the DVC pipeline on Ray or SLURM, each
+finished run recorded in DVC at once, then ``dvc repro`` for aggregate, tables and figures.
+
+1. ``dvc repro download prepare`` brings the data up to date.
+2. DVC's Python API names the stale training stages (:mod:`kdecay.sweep.stages`); a stage
+   whose run already finished with the current params is only recorded (``dvc commit``).
+3. The engine (:mod:`kdecay.sweep.engines`) runs the others' ``dvc.yaml`` commands; each run
+   is committed by this driver the moment it ends, so a killed sweep loses no finished run and
+   the next ``kdecay sweep`` resumes the interrupted ones from their checkpoints.
+4. Progress after every run: done / running / pending / failed and an ETA from the epochs
+   timed so far; failed runs do not stop the others and are listed with their logs at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kdecay.checks import ConfigError, check_int, check_number
+from kdecay.config import load_params, row_names
+from kdecay.sweep.engines import StageCommand
+from kdecay.sweep.stages import TrainStage, adoptable, commit_stage, stale_training_stages
+from kdecay.sweep.tools import tool_env
+from kdecay.train.provenance import fmt_seconds
+
+__all__ = ["ExtraMissingError", "SweepOptions", "run_sweep", "sweep_resources"]
+
+EXTRAS = {"ray": ("ray", "ray"), "slurm": ("submitit", "slurm")}
+
+
+class ExtraMissingError(ConfigError):
+    """The engine's optional dependency is not installed."""
+
+
+@dataclass
+class SweepOptions:
+    """Command-line choices of ``kdecay sweep`` (see ``kdecay sweep --help``)."""
+
+    engine: str = "ray"
+    params_file: Path = Path("params.yaml")
+    log_dir: Path = Path("results/logs")
+    address: str | None = None
+    gpus: int | None = None
+    cpus: int | None = None
+    shard: tuple[int, int] = (0, 1)
+    cluster: str = "slurm"
+    slurm: dict[str, Any] = field(default_factory=dict)
+
+
+def require_extra(engine: str) -> None:
+    """Raise :class:`ExtraMissingError` naming the extra to install if the engine is missing."""
+    module, extra = EXTRAS[engine]
+    try:
+        __import__(module)
+    except ImportError as err:
+        raise ExtraMissingError(
+            f'kdecay sweep --engine {engine} needs {module}: pip install -e ".[{extra}]" ({err})'
+        ) from err
+
+
+def sweep_resources(params: dict[str, Any]) -> tuple[dict[str, float], float]:
+    """``sweep.gpu_fraction.<row>`` (default 1: a whole GPU) and ``sweep.cpus_per_run``."""
+    section = params.get("sweep") or {}
+    fractions = section.get("gpu_fraction") or {}
+    if not isinstance(fractions, dict):
+        raise ConfigError("sweep.gpu_fraction must map row names to fractions of a GPU")
+    rows = row_names(params)
+    unknown = sorted(set(fractions) - set(rows))
+    if unknown:
+        raise ConfigError(f"sweep.gpu_fraction: unknown row(s) {unknown}; rows are {rows}")
+    out = {
+        row: check_number(
+            fractions.get(row, 1),
+            f"sweep.gpu_fraction.{row}",
+            low=0,
+            low_open=True,
+            high=1,
+            error=ConfigError,
+        )
+        for row in rows
+    }
+    cpus = check_number(
+        section.get("cpus_per_run", 1), "sweep.cpus_per_run", low=0, error=ConfigError
+    )
+    return out, cpus
+
+
+def _dvc(root: Path, *args: str) -> None:
+    print(f"$ dvc {' '.join(args)}", flush=True)
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=tool_env())
+    if proc.returncode != 0:
+        raise ConfigError(f"`dvc {' '.join(args)}` failed (exit {proc.returncode}), see above")
+
+
+class Progress:
+    """Counts of the sweep and its ETA from the epochs already timed."""
+
+    def __init__(self, stages: list[TrainStage], log_dir: Path) -> None:
+        self.epochs = {s.name: s.spec.epochs for s in stages}
+        self.logs = {s.name: log_dir / f"{s.log_name}.log" for s in stages}
+        self.done: list[str] = []
+        self.failed: list[str] = []
+        self.start = time.time()
+
+    def line(self) -> str:
+        finished = set(self.done) | set(self.failed)
+        running = [
+            n
+            for n in self.epochs
+            if n not in finished
+            and self.logs[n].is_file()
+            and self.logs[n].stat().st_mtime >= self.start
+        ]
+        pending = len(self.epochs) - len(finished) - len(running)
+        done_epochs = sum(self.epochs[n] for n in self.done)
+        left = sum(e for n, e in self.epochs.items() if n not in finished)
+        elapsed = time.time() - self.start
+        eta = fmt_seconds(left * elapsed / done_epochs) if done_epochs else "?"
+        return (
+            f"[sweep] done {len(self.done)}, running {len(running)}, pending {pending}, "
+            f"failed {len(self.failed)} of {len(self.epochs)}; ETA {eta}"
+        )
+
+
+def _engine(opts: SweepOptions) -> Any:
+    from kdecay.sweep.engines import RayEngine, SlurmEngine
+
+    if opts.engine == "ray":
+        return RayEngine(opts.address, opts.gpus, opts.cpus)
+    return SlurmEngine(opts.log_dir / "submitit", opts.cluster, opts.slurm)
+
+
+def _adopt_finished(root: Path, stages: list[TrainStage]) -> list[TrainStage]:
+    """Record the runs that already finished with the current params; return the others."""
+    todo = []
+    for stage in stages:
+        if adoptable(stage):
+            commit_stage(root, stage.name)
+            print(f"[sweep] {stage.name}: already finished, recorded without training")
+        else:
+            todo.append(stage)
+    return todo
+
+
+def _jobs(root: Path, stages: list[TrainStage], log_dir: Path) -> list[StageCommand]:
+    env = {k: v for k, v in tool_env().items() if k in ("PATH", "PYTHONPATH", "DVC_NO_ANALYTICS")}
+    return [
+        StageCommand(s.name, s.cmd, str(root), str(log_dir / f"{s.log_name}.log"), env)
+        for s in stages
+    ]
+
+
+def _run_stages(root: Path, stages: list[TrainStage], opts: SweepOptions) -> Progress:
+    """Run the stages on the engine, committing each finished one at once."""
+    fractions, cpus = sweep_resources(load_params(opts.params_file))
+    resources = {s.name: (fractions[s.row], cpus) for s in stages}
+    progress = Progress(stages, opts.log_dir)
+    events = opts.log_dir / "sweep.jsonl"
+    opts.log_dir.mkdir(parents=True, exist_ok=True)
+
+    outs = {s.name: str(s.out_dir.relative_to(root)) for s in stages}
+
+    def on_done(name: str, result: dict[str, Any]) -> None:
+        ok = result.get("rc") == 0
+        if ok:
+            try:
+                commit_stage(root, name)
+            except Exception as err:  # outputs missing or damaged: a failure, not a crash
+                ok, result["error"] = False, f"dvc commit failed: {err}"
+        (progress.done if ok else progress.failed).append(name)
+        with events.open("a") as f:
+            f.write(json.dumps({"stage": name, "out": outs[name], "ok": ok, **result}) + "\n")
+        if ok:
+            status = "done, recorded in dvc.lock"
+        else:
+            why = result.get("error") or f"exit {result.get('rc')}"
+            status = f"FAILED ({why}), log {progress.logs[name]}"
+        print(f"[sweep] {name}: {status}", flush=True)
+        print(progress.line(), flush=True)
+
+    engine = _engine(opts)
+    print(f"[sweep] {len(stages)} runs on {engine.describe()}", flush=True)
+    try:
+        for name, result in engine.finished(_jobs(root, stages, opts.log_dir), resources):
+            on_done(name, result)
+    finally:
+        engine.close()
+    return progress
+
+
+def run_sweep(opts: SweepOptions) -> int:
+    """The whole pipeline with the training stages on an engine; returns the failed runs."""
+    require_extra(opts.engine)
+    index, count = opts.shard
+    check_int(count, "--shard (N of I/N)", low=1, error=ConfigError)
+    check_int(index, "--shard (I of I/N)", low=0, high=count - 1, error=ConfigError)
+    sweep_resources(load_params(opts.params_file))  # bad sweep params fail before any work
+    root = Path.cwd()
+    _dvc(root, "repro", "download", "prepare")
+    stages = _adopt_finished(root, stale_training_stages(root, opts.params_file))
+    stages = stages[index::count]
+    print(
+        f"[sweep] {len(stages)} training runs to do"
+        + (f" (shard {index}/{count})" if count > 1 else ""),
+        flush=True,
+    )
+    progress = _run_stages(root, stages, opts) if stages else None
+    if progress and progress.failed:
+        print(f"[sweep] {len(progress.failed)} run(s) failed; the others are recorded:")
+        for name in progress.failed:
+            print(f"  {name}: log {progress.logs[name]}")
+        print("[sweep] rerun `kdecay sweep` to retry them (they resume from their checkpoints)")
+        return len(progress.failed)
+    if count > 1:
+        print(
+            f"[sweep] shard {index}/{count} done: publish it with `dvc push --run-cache`; "
+            "once every shard is pushed, `dvc repro --pull` in one clone fetches all runs"
+        )
+        return 0
+    _dvc(root, "repro")
+    subprocess.run([sys.executable, "-m", "kdecay", "clean-checkpoints"], cwd=root, env=tool_env())
+    return 0

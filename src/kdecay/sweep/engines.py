@@ -1,0 +1,191 @@
+"""The engines that run the stale training stages: Ray (one machine or a Ray cluster) and
+SLURM through submitit. Each engine runs a stage's own ``dvc.yaml`` command in a child process
+and reports every finished stage to the driver as soon as it ends; the driver records it.
+
+Ray: each run is a task asking for ``sweep.gpu_fraction.<row>`` of a GPU; Ray packs the tasks
+onto the GPUs and sets ``CUDA_VISIBLE_DEVICES`` for each. submitit: one job array over the
+stages; a preempted or timed-out job is requeued (submitit's ``Checkpointable``) and its
+``kdecay train`` resumes from the run's own checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RayEngine", "SlurmEngine", "StageCommand", "run_stage_command"]
+
+Resources = dict[str, tuple[float, float]]
+"""Per stage name: (fraction of a GPU, CPUs) the run asks for."""
+Finished = Iterator[tuple[str, dict[str, Any]]]
+"""(stage name, result of :func:`run_stage_command`) as each stage ends."""
+
+
+def _die_with_parent() -> None:
+    """Child set-up (Linux): SIGTERM when the parent (the Ray worker or submitit job) dies, so
+    a killed engine never leaves a training process behind."""
+    with contextlib.suppress(OSError):  # not glibc: the child may outlive a killed parent
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass(frozen=True)
+class StageCommand:
+    """What a worker needs to run one stage: name, shell command, workspace, log file, env."""
+
+    name: str
+    cmd: str
+    cwd: str
+    log: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def run_stage_command(job: StageCommand) -> dict[str, Any]:
+    """Run the stage's command (output to its log); return exit code, the
+    ``CUDA_VISIBLE_DEVICES`` it saw, host and start/end times."""
+    env = {**os.environ, **job.env}
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # set by Ray / SLURM for this task
+    if visible is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible
+    start = time.time()
+    Path(job.log).parent.mkdir(parents=True, exist_ok=True)
+    with open(job.log, "a") as log:
+        log.write(f"# {job.name} on {socket.gethostname()}, CUDA_VISIBLE_DEVICES={visible}\n")
+        log.flush()
+        rc = subprocess.run(
+            shlex.split(job.cmd),  # no shell between: the child must get the death signal
+            cwd=job.cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        ).returncode
+    return {
+        "rc": rc,
+        "cuda_visible_devices": visible,
+        "host": socket.gethostname(),
+        "start": start,
+        "end": time.time(),
+        "log": job.log,
+    }
+
+
+class RayEngine:
+    """Ray tasks on this machine (``ray.init()``) or an existing cluster (``address``)."""
+
+    def __init__(
+        self, address: str | None = None, gpus: int | None = None, cpus: int | None = None
+    ) -> None:
+        import ray
+
+        self.ray = ray
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_gpus=gpus, num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        self.gpus = float(ray.cluster_resources().get("GPU", 0))
+
+    def describe(self) -> str:
+        res = self.ray.cluster_resources()
+        return f"Ray: {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs"
+
+    def finished(self, jobs: list[StageCommand], resources: Resources) -> Finished:
+        """Submit every job as a task; yield each as it ends, in completion order."""
+        task = self.ray.remote(max_retries=0)(run_stage_command)
+        pending: dict[Any, str] = {}
+        for job in jobs:
+            gpu, cpus = resources[job.name]
+            ref = task.options(num_gpus=gpu if self.gpus else 0, num_cpus=cpus).remote(job)
+            pending[ref] = job.name
+        while pending:
+            done, _ = self.ray.wait(list(pending), num_returns=1)
+            name = pending.pop(done[0])
+            try:
+                result = self.ray.get(done[0])
+            except Exception as err:  # the task itself died (worker lost, ...)
+                result = {"rc": -1, "error": f"{type(err).__name__}: {err}"}
+            yield name, result
+
+    def close(self) -> None:
+        self.ray.shutdown()
+
+
+class StageJob:
+    """A submitit job running one stage; requeued with the same arguments on preemption or
+    timeout (its ``kdecay train`` then resumes from the run's checkpoint)."""
+
+    def __call__(self, job: StageCommand) -> dict[str, Any]:
+        return run_stage_command(job)
+
+    def checkpoint(self, job: StageCommand) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(StageJob(), job)
+
+
+def _executor(folder: Path, cluster: str, options: dict[str, Any]) -> Any:
+    """The submitit executor: SLURM (``--partition``, ``--time``, ``--gpus-per-job``,
+    ``--cpus-per-job``, ``--array-parallelism``), or the same jobs as local processes
+    (``local``: time limit, timeout signal, requeue) or in this process (``debug``)."""
+    import submitit
+
+    if cluster == "slurm":
+        executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+        params = {
+            "timeout_min": int(options["timeout_min"]),
+            "gpus_per_node": options.get("gpus_per_job", 1),
+            "cpus_per_task": options.get("cpus_per_job", 4),
+            "slurm_array_parallelism": options.get("array_parallelism", 64),
+        }
+        if options.get("partition"):
+            params["slurm_partition"] = options["partition"]
+        executor.update_parameters(**params)
+        return executor
+    if cluster == "local":
+        executor = submitit.LocalExecutor(folder=str(folder))
+        local = {k: options[k] for k in ("timeout_min", "signal_delay_s") if k in options}
+        executor.update_parameters(**local)
+        return executor
+    return submitit.DebugExecutor(folder=str(folder))
+
+
+class SlurmEngine:
+    """One submitit job array over the stages (``cluster``: ``slurm``, or ``local``/``debug``
+    to run the same jobs on this machine)."""
+
+    def __init__(self, folder: Path, cluster: str, options: dict[str, Any]) -> None:
+        self.executor = _executor(folder, cluster, options)
+        self.cluster = cluster
+
+    def describe(self) -> str:
+        return f"submitit ({self.cluster}), logs in {self.executor.folder}"
+
+    def finished(self, jobs: list[StageCommand], resources: Resources) -> Finished:
+        """Submit one job array; yield each job as it ends (``resources`` unused: a SLURM job
+        gets ``--gpus-per-job`` GPUs, whatever its row)."""
+        del resources
+        submitted = self.executor.map_array(StageJob(), jobs)
+        pending = {j.job_id: (j, job.name) for j, job in zip(submitted, jobs, strict=True)}
+        while pending:
+            for job_id, (job, name) in list(pending.items()):
+                if not job.done():
+                    continue
+                del pending[job_id]
+                try:
+                    result = job.result()
+                except Exception as err:  # the job failed outside the command
+                    result = {"rc": -1, "error": f"{type(err).__name__}: {err}"}
+                yield name, {**result, "job_id": job_id}
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        pass

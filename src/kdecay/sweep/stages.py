@@ -1,0 +1,95 @@
+"""The sweep's view of the DVC pipeline, through DVC's Python API (``dvc.repo.Repo``).
+
+DVC stays the single source of truth: which training stages are stale comes from
+``Repo.status``, what a stage runs from its ``cmd`` in ``dvc.yaml``, and a finished run is
+recorded by ``Repo.commit`` of that one stage (which also fills DVC's run-cache, so
+``dvc push --run-cache`` publishes it).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kdecay.checks import ConfigError
+from kdecay.config import RunSpec, load_params, resolve_run
+
+__all__ = ["TrainStage", "adoptable", "commit_stage", "stale_training_stages"]
+
+TRAIN_PREFIXES = ("train_original@", "train_kdecay@")
+
+
+@dataclass(frozen=True)
+class TrainStage:
+    """One stale training stage: its DVC name, its command and the run it trains."""
+
+    name: str
+    cmd: str
+    row: str
+    out_dir: Path
+    spec: RunSpec
+
+    @property
+    def log_name(self) -> str:
+        """File-name-safe stage name (``train_kdecay_cifar10-wrn16_8-2-0``)."""
+        return self.name.replace("@", "_")
+
+
+def _parse_train_cmd(cmd: str, params: dict[str, Any]) -> tuple[RunSpec, Path]:
+    """The RunSpec and output folder of a ``kdecay train ...`` stage command."""
+    from kdecay.cli import build_parser
+
+    argv = shlex.split(cmd)
+    if argv[:2] != ["kdecay", "train"]:
+        raise ConfigError(f"dvc.yaml: a training stage must run `kdecay train`, got {cmd!r}")
+    a = build_parser().parse_args(argv[1:])
+    method = "original" if a.original else "kdecay"
+    spec = resolve_run(params, a.dataset, a.row, method, a.k, a.seed)
+    return spec, Path(a.out)
+
+
+def stale_training_stages(root: Path, params_file: Path) -> list[TrainStage]:
+    """Every training stage DVC reports as changed (``dvc status``), in dvc.yaml order."""
+    from dvc.repo import Repo
+
+    params = load_params(params_file)
+    with Repo(str(root)) as repo:
+        stages = [s for s in repo.index.stages if s.addressing.startswith(TRAIN_PREFIXES)]
+        changed = repo.status(targets=[s.addressing for s in stages]) if stages else {}
+        out = []
+        for stage in stages:
+            if stage.addressing not in changed:
+                continue
+            cmd = stage.cmd if isinstance(stage.cmd, str) else " ".join(stage.cmd)
+            spec, out_dir = _parse_train_cmd(cmd, params)
+            out.append(TrainStage(stage.addressing, cmd, spec.row, root / out_dir, spec))
+    return out
+
+
+def adoptable(stage: TrainStage) -> bool:
+    """True if the stage's run already finished with this very configuration (its outputs are
+    complete and ``run.json`` carries the config hash the params give now), so that recording
+    it is enough: a driver killed between a run's end and its ``dvc commit`` loses nothing."""
+    run_json, metrics = stage.out_dir / "run.json", stage.out_dir / "metrics.json"
+    needed = [run_json, metrics, stage.out_dir / "history.csv"]
+    if stage.spec.train.save_weights:
+        needed.append(stage.out_dir / "model.pt")
+    if not all(p.is_file() for p in needed):
+        return False
+    try:
+        done = json.loads(metrics.read_text()).get("status") in ("completed", "diverged")
+        same = json.loads(run_json.read_text()).get("config_hash") == stage.spec.config_hash()
+    except (OSError, ValueError):
+        return False
+    return done and same
+
+
+def commit_stage(root: Path, name: str) -> None:
+    """Record one finished stage in dvc.lock and the cache (``dvc commit --force <stage>``)."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        repo.commit(name, force=True)

@@ -1,0 +1,247 @@
+"""``kdecay sweep`` with real engines on this CPU: Ray with 2 logical GPUs, submitit's local
+executor, a kill -9 of the driver, and two clones merged through DVC's run-cache.
+
+Every test works on a git clone of one mini smoke workspace (CIFAR-10, k = 1, one seed: 11
+training stages of tiny models). Every start of a stage's command appends a header line to its
+log (``results/logs/<stage>.log``), so each test knows exactly which ``kdecay train`` commands
+ran, and how often.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kdecay.config import load_params
+from kdecay.sweep.smoke import setup_workspace
+from kdecay.sweep.tools import tool_env
+
+ROOT = Path(__file__).resolve().parents[1]
+THIN = ("preact_resnet110", "preact_resnet164", "densenet_bc100_k12")
+pytestmark = pytest.mark.slow
+N_RUNS = 11
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The mini workspace, committed to its git repository."""
+    top = tmp_path_factory.mktemp("sweep")
+    params = load_params(ROOT / "params.smoke.yaml")
+    params["datasets"], params["seeds"] = ["cifar10"], [0]
+    params["kdecay"]["ks"] = [1]
+    (top / "mini.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return setup_workspace(top / "base", top / "mini.yaml")
+
+
+def clone(base: Path, name: str) -> Path:
+    dest = base.parent / name
+    subprocess.run(["git", "clone", "-q", str(base), str(dest)], check=True)
+    return dest
+
+
+def env_for(ws: Path) -> dict[str, str]:
+    return tool_env() | {"RAY_AUTH_MODE": "disabled"}
+
+
+def kdecay(ws: Path, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "kdecay", *args]
+    return subprocess.run(cmd, cwd=ws, env=env_for(ws), capture_output=True, text=True, **kw)
+
+
+def dvc(ws: Path, *args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=ws,
+        env=env_for(ws),
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout + out.stderr
+
+
+def trained(ws: Path) -> list[str]:
+    """The stage of every ``kdecay train`` command a sweep started in ``ws`` (with repeats)."""
+    logs = sorted((ws / "results" / "logs").glob("train_*.log"))
+    return [
+        line.split()[1]
+        for log in logs
+        for line in log.read_text().splitlines()
+        if line.startswith("# train_")
+    ]
+
+
+def results(ws: Path) -> dict[str, dict[str, Any]]:
+    """Each run's metrics without its timings."""
+    out = {}
+    for path in sorted((ws / "results" / "runs").glob("*/*/*/*/metrics.json")):
+        m = json.loads(path.read_text())
+        out[str(path.parent.relative_to(ws))] = {
+            k: v for k, v in m.items() if k not in ("wall_seconds", "images_per_second")
+        }
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(base: Path) -> Path:
+    """An uninterrupted Ray sweep with 2 logical GPUs."""
+    ws = clone(base, "ray")
+    out = kdecay(ws, "sweep", "--gpus", "2", "--cpus", "4")
+    assert out.returncode == 0, out.stdout + out.stderr
+    return ws
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a["start"] < b["end"] and b["start"] < a["end"]
+
+
+def test_ray_runs_every_stale_stage_packing_thin_rows(reference: Path) -> None:
+    ws = reference
+    assert len(trained(ws)) == N_RUNS
+    assert "Data and pipelines are up to date" in dvc(ws, "status")
+    assert (ws / "paper_figures" / "tables" / "cifar10.md").is_file()
+    events = [json.loads(x) for x in (ws / "results/logs/sweep.jsonl").read_text().splitlines()]
+    assert len(events) == N_RUNS and all(e["ok"] for e in events)
+    assert {e["cuda_visible_devices"] for e in events} <= {"0", "1"}
+    for e in events:  # the run itself saw (and recorded) the GPU Ray gave it
+        run = json.loads((ws / e["out"] / "run.json").read_text())
+        assert run["cuda_visible_devices"] == e["cuda_visible_devices"]
+        assert (ws / e["out"] / "model.pt").is_file()  # the weights are a DVC output
+    thin = [e for e in events if any(f"-{r}-" in e["stage"] for r in THIN)]
+    wide = [e for e in events if e not in thin]
+    assert any(  # thin rows shared a GPU at the same time
+        _overlap(a, b) and a["cuda_visible_devices"] == b["cuda_visible_devices"]
+        for i, a in enumerate(thin)
+        for b in thin[i + 1 :]
+    )
+    for w in wide:  # WRN rows always had their GPU alone
+        others = [e for e in events if e is not w]
+        assert not any(
+            _overlap(w, o) and o["cuda_visible_devices"] == w["cuda_visible_devices"]
+            for o in others
+        ), w["stage"]
+
+
+def _our_training_pids(ws: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+            if b"kdecay\x00train" in cmd and Path(os.readlink(proc / "cwd")) == ws:
+                pids.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def test_kill_9_loses_no_finished_run(base: Path, reference: Path) -> None:
+    ws = clone(base, "killed")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kdecay", "sweep", "--gpus", "2", "--cpus", "4"],
+        cwd=ws,
+        env=env_for(ws),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.endswith("done, recorded in dvc.lock\n"):
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30  # the training children die with their Ray workers
+    while _our_training_pids(ws) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not _our_training_pids(ws)
+    events = (ws / "results/logs/sweep.jsonl").read_text().splitlines()
+    finished = {json.loads(e)["stage"] for e in events if json.loads(e)["ok"]}
+    first = trained(ws)
+    assert finished and len(first) < N_RUNS
+
+    out = kdecay(ws, "sweep", "--gpus", "2", "--cpus", "4")
+    assert out.returncode == 0, out.stdout + out.stderr
+    second = list(trained(ws))
+    for stage in first:
+        second.remove(stage)
+    assert not finished & set(second)  # no finished run was trained again
+    assert sorted(set(first) | set(second)) == sorted(trained(reference))
+    assert "Data and pipelines are up to date" in dvc(ws, "status")
+    assert results(ws) == results(reference)  # equal to an uninterrupted sweep
+
+
+def test_run_cache_merges_two_clones_without_retraining(base: Path, reference: Path) -> None:
+    remote = base.parent / "remote"
+    halves = [clone(base, f"half{i}") for i in range(2)]
+    for i, ws in enumerate(halves):
+        dvc(ws, "remote", "add", "-d", "shared", str(remote))
+        out = kdecay(ws, "sweep", "--gpus", "1", "--cpus", "2", "--shard", f"{i}/2")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "dvc push --run-cache" in out.stdout
+        dvc(ws, "push", "--run-cache")
+    assert sorted(trained(halves[0]) + trained(halves[1])) == sorted(trained(reference))
+    merged = clone(base, "merged")
+    dvc(merged, "remote", "add", "-d", "shared", str(remote))
+    log = dvc(merged, "repro", "--pull")
+    assert "Running stage 'train_" not in log  # every run came from the run-cache
+    assert results(merged) == results(reference)
+
+
+def test_submitit_requeues_a_timed_out_job_which_resumes(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """submitit's local executor: one stage (wrn16_8, 30 epochs) whose job gets the timeout
+    signal after 20 s, mid-run: it is requeued and its ``kdecay train`` resumes."""
+    from kdecay.sweep.driver import SweepOptions, run_sweep
+
+    ws = clone(base, "slurm")
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["rows"]["wrn16_8"]["epochs"] = 30
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(ws)
+    for key, value in env_for(ws).items():
+        monkeypatch.setenv(key, value)
+    opts = SweepOptions(
+        engine="slurm",
+        cluster="local",
+        shard=(2, N_RUNS),  # the third training stage alone: train_original@cifar10-wrn16_8-0
+        slurm={"timeout_min": 1, "signal_delay_s": 40},  # timeout signal after 20 s
+        log_dir=ws / "results" / "logs",
+    )
+    assert run_sweep(opts) == 0
+    out = "results/runs/cifar10/wrn16_8/original/seed0"
+    assert trained(ws).count("train_original@cifar10-wrn16_8-0") >= 2  # requeued: ran again
+    log = (ws / "results/logs/train_original_cifar10-wrn16_8-0.log").read_text()
+    assert "resuming from" in log
+    history = (ws / out / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 30
+    assert json.loads((ws / out / "metrics.json").read_text())["status"] == "completed"
+    assert "train_original@cifar10-wrn16_8-0" in (ws / "dvc.lock").read_text()
+
+
+def test_without_the_extra_sweep_names_it_and_exits_2(base: Path) -> None:
+    ws = clone(base, "noextra")
+    blocker = ws / "blocker"
+    blocker.mkdir()
+    (blocker / "submitit.py").write_text("raise ImportError('submitit is not installed')\n")
+    env = env_for(ws)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(blocker), env.get("PYTHONPATH")) if p)
+    out = subprocess.run(
+        [sys.executable, "-m", "kdecay", "sweep", "--engine", "slurm"],
+        cwd=ws,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert 'pip install -e ".[slurm]"' in out.stderr
+    assert trained(ws) == []
