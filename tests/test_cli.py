@@ -107,6 +107,8 @@ def test_sweep_refuses_bad_options_before_any_work(tmp_path: Path, capsys) -> No
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(params))
     assert cli.main(["sweep", "--params", str(tmp_path / "bad.yaml")]) == 2
     assert "sweep.gpu_fraction.wrn16_8" in capsys.readouterr().err
+    assert cli.main(["sweep", "--address", "10.0.0.1:6379", "--gpus", "2"]) == 2
+    assert "drop --gpus/--cpus" in capsys.readouterr().err
     assert cli.main(["sweep", "--shard", "2/2"]) == 2
     assert "--shard (I of I/N)" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:

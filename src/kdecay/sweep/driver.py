@@ -199,6 +199,11 @@ def run_sweep(opts: SweepOptions) -> int:
     index, count = opts.shard
     check_int(count, "--shard (N of I/N)", low=1, error=ConfigError)
     check_int(index, "--shard (I of I/N)", low=0, high=count - 1, error=ConfigError)
+    if opts.address and (opts.gpus is not None or opts.cpus is not None):
+        raise ConfigError(
+            "--gpus/--cpus declare the resources of a Ray started here; with --address the "
+            "cluster's come from `ray start --num-gpus ...` on its nodes: drop --gpus/--cpus"
+        )
     sweep_resources(load_params(opts.params_file))  # bad sweep params fail before any work
     root = Path.cwd()
     _dvc(root, "repro", "download", "prepare")

@@ -73,6 +73,7 @@ class TrainStep:
         self.full_batch, self.eval_batch = int(full_batch), int(eval_batch)
         self.optimizer = _make_optimizer(model, runtime, lr, hyper)
         self.compiled = runtime.step != "eager"
+        self._momentum_ready = False  # buffers made once, not per step (a host-side loop)
         self._forward: Callable[[torch.Tensor, torch.Tensor], StepOut] = self._forward_loss
         self._update: Callable[[], None] = self._sgd_update
         self._logits: Callable[[torch.Tensor], torch.Tensor] = self._eval_logits
@@ -116,8 +117,9 @@ class TrainStep:
         loss, wrong = forward(x, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.compiled:
+        if self.compiled and not self._momentum_ready:
             self._init_momentum()
+            self._momentum_ready = True
         self._update()
         return loss.detach(), wrong
 
@@ -146,6 +148,7 @@ class TrainStep:
         the compiled forms keep writing the same device tensor."""
         lr_tensor = self.lr_tensor()
         self.optimizer.load_state_dict(state)
+        self._momentum_ready = False  # the loaded state may lack buffers
         for group in self.optimizer.param_groups:
             value = float(group["lr"])
             if lr_tensor is None:
