@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -196,34 +197,70 @@ def test_run_cache_merges_two_clones_without_retraining(base: Path, reference: P
     assert results(merged) == results(reference)
 
 
-def test_submitit_requeues_a_timed_out_job_which_resumes(
+def submitit_tasks(folder: Path) -> list[int]:
+    """The pids of the submitit job processes running from ``folder`` (read from /proc)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:  # the process ended while we looked
+            continue
+        if b"submitit.core._submit" in argv and str(folder).encode() in argv:
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
+def preempt_after_first_checkpoint(ws: Path, folder: Path, sweep: threading.Thread) -> int:
+    """Wait until the run has saved a checkpoint, then send submitit's preemption signal
+    (SIGUSR2) to its job, as SLURM does before a preemption; return how many jobs got it."""
+    deadline = time.monotonic() + 600
+    while sweep.is_alive() and time.monotonic() < deadline:
+        if any((ws / ".cache" / "checkpoints").rglob("checkpoint.pt")):
+            pids = submitit_tasks(folder)
+            for pid in pids:
+                os.kill(pid, signal.SIGUSR2)
+            if pids:
+                return len(pids)
+        time.sleep(0.05)
+    return 0
+
+
+def test_submitit_requeues_a_preempted_job_which_resumes(
     base: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """submitit's local executor: one stage (wrn16_8, 30 epochs) whose job gets the timeout
-    signal after 20 s, mid-run: it is requeued and its ``kdecay train`` resumes."""
+    """submitit's local executor: one stage (wrn16_8, 40 epochs) whose job gets the
+    preemption signal once the run has saved its first checkpoint, whatever the machine's
+    speed: the job is requeued and its ``kdecay train`` resumes from that checkpoint."""
     from kdecay.sweep.driver import SweepOptions, run_sweep
 
     ws = clone(base, "slurm")
     params = yaml.safe_load((ws / "params.yaml").read_text())
-    params["rows"]["wrn16_8"]["epochs"] = 30
+    params["rows"]["wrn16_8"]["epochs"] = 40
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.chdir(ws)
     for key, value in env_for(ws).items():
         monkeypatch.setenv(key, value)
+    logs = ws / "results" / "logs"
     opts = SweepOptions(
         engine="slurm",
         cluster="local",
         shard=(2, N_RUNS),  # the third training stage alone: train_original@cifar10-wrn16_8-0
-        slurm={"timeout_min": 1, "signal_delay_s": 40},  # timeout signal after 20 s
-        log_dir=ws / "results" / "logs",
+        slurm={"timeout_min": 30},
+        log_dir=logs,
     )
-    assert run_sweep(opts) == 0
+    rc: list[int] = []
+    sweep = threading.Thread(target=lambda: rc.append(run_sweep(opts)))
+    sweep.start()
+    signalled = preempt_after_first_checkpoint(ws, logs / "submitit", sweep)
+    sweep.join()
+    assert signalled == 1
+    assert rc == [0]
     out = "results/runs/cifar10/wrn16_8/original/seed0"
-    assert trained(ws).count("train_original@cifar10-wrn16_8-0") >= 2  # requeued: ran again
+    assert trained(ws).count("train_original@cifar10-wrn16_8-0") == 2  # requeued: ran again
     log = (ws / "results/logs/train_original_cifar10-wrn16_8-0.log").read_text()
     assert "resuming from" in log
     history = (ws / out / "history.csv").read_text().splitlines()
-    assert len(history) == 1 + 30
+    assert len(history) == 1 + 40
     assert json.loads((ws / out / "metrics.json").read_text())["status"] == "completed"
     assert "train_original@cifar10-wrn16_8-0" in (ws / "dvc.lock").read_text()
 
