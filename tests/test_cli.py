@@ -109,6 +109,31 @@ def test_sweep_refuses_bad_options_before_any_work(tmp_path: Path, capsys) -> No
     assert "sweep.gpu_fraction.wrn16_8" in capsys.readouterr().err
     assert cli.main(["sweep", "--address", "10.0.0.1:6379", "--gpus", "2"]) == 2
     assert "drop --gpus/--cpus" in capsys.readouterr().err
+    refused = {  # an option the chosen engine or executor would not read is an error
+        ("--partition", "gpu"): "--partition: options of --engine slurm",
+        ("--engine", "slurm", "--gpus", "2"): "--gpus: options of --engine ray",
+        (
+            "--engine",
+            "slurm",
+            "--cluster",
+            "local",
+            "--partition",
+            "gpu",
+            "--cpus-per-job",
+            "8",
+        ): "--cpus-per-job/--partition: no effect with --cluster local",
+        (
+            "--engine",
+            "slurm",
+            "--cluster",
+            "debug",
+            "--time",
+            "01:00:00",
+        ): "--time: no effect with --cluster debug",
+    }
+    for args, message in refused.items():
+        assert cli.main(["sweep", *args]) == 2, args
+        assert message in capsys.readouterr().err
     assert cli.main(["sweep", "--shard", "2/2"]) == 2
     assert "--shard (I of I/N)" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
@@ -121,3 +146,15 @@ def test_plan_counts_the_default_sweep(capsys) -> None:
     out = capsys.readouterr().out
     total = out.strip().splitlines()[-1]
     assert "**82**" in total and "**16,192**" in total  # runs and epochs of the default sweep
+
+
+def test_the_local_executor_gets_the_time_limit_and_gpus(tmp_path: Path) -> None:
+    """--cluster local reads --time (default 24:00:00, not submitit's 2 minutes) and
+    --gpus-per-job; the other SLURM flags are refused (test above)."""
+    pytest.importorskip("submitit")
+    from kdecay.sweep.engines import _executor
+
+    default = _executor(tmp_path, "local", {}).parameters
+    assert (default["timeout_min"], default["gpus_per_node"]) == (24 * 60, 0)
+    given = _executor(tmp_path, "local", {"timeout_min": 90, "gpus_per_job": 2}).parameters
+    assert (given["timeout_min"], given["gpus_per_node"]) == (90, 2)

@@ -128,8 +128,8 @@ def _shard(text: str) -> tuple[int, int]:
 def _cmd_sweep(a: argparse.Namespace) -> None:
     from kdecay.sweep.driver import SweepOptions, run_sweep
 
-    slurm = {
-        "timeout_min": _minutes(a.time),
+    given = {
+        "timeout_min": None if a.time is None else _minutes(a.time),
         "gpus_per_job": a.gpus_per_job,
         "cpus_per_job": a.cpus_per_job,
         "array_parallelism": a.array_parallelism,
@@ -144,7 +144,7 @@ def _cmd_sweep(a: argparse.Namespace) -> None:
         cpus=a.cpus,
         shard=a.shard,
         cluster=a.cluster,
-        slurm=slurm if a.engine == "slurm" else {},
+        slurm={key: value for key, value in given.items() if value is not None},
     )
     if run_sweep(opts):
         raise SystemExit(1)
@@ -265,16 +265,15 @@ def _add_sweep(sub: Any) -> None:
     g.add_argument("--gpus", type=int, help="GPUs a local Ray declares (default: detected)")
     g.add_argument("--cpus", type=int, help="CPUs a local Ray declares (default: detected)")
     g = p.add_argument_group("slurm (submitit)")
-    g.add_argument("--partition", help="SLURM partition")
-    g.add_argument("--time", default="24:00:00", help="per-job limit HH:MM:SS (requeued)")
-    g.add_argument("--gpus-per-job", type=int, default=1, help="default 1")
-    g.add_argument("--cpus-per-job", type=int, default=4, help="default 4")
-    g.add_argument("--array-parallelism", type=int, default=64, help="jobs at once (64)")
+    g.add_argument("--partition", help="SLURM partition (default: the cluster's)")
+    g.add_argument("--time", help="per-job limit HH:MM:SS, then requeued (default 24:00:00)")
+    g.add_argument("--gpus-per-job", type=int, help="default 1")
+    g.add_argument("--cpus-per-job", type=int, help="default 4")
+    g.add_argument("--array-parallelism", type=int, help="jobs at once (default 64)")
     g.add_argument(
         "--cluster",
         choices=("slurm", "local", "debug"),
-        default="slurm",
-        help="submitit executor: slurm, or local to run the same jobs on this machine",
+        help="submitit executor: slurm (default), or local to run the same jobs on this machine",
     )
     _params_arg(p)
     p.set_defaults(func=_cmd_sweep)

@@ -48,7 +48,7 @@ class SweepOptions:
     gpus: int | None = None
     cpus: int | None = None
     shard: tuple[int, int] = (0, 1)
-    cluster: str = "slurm"
+    cluster: str | None = None  # submitit's executor (default slurm); --engine slurm only
     slurm: dict[str, Any] = field(default_factory=dict)
 
 
@@ -61,6 +61,61 @@ def require_extra(engine: str) -> None:
         raise ExtraMissingError(
             f'kdecay sweep --engine {engine} needs {module}: pip install -e ".[{extra}]" ({err})'
         ) from err
+
+
+# the submitit options each executor reads (``SweepOptions.slurm`` keys, CLI flag names)
+SLURM_FLAGS = {
+    "partition": "--partition",
+    "timeout_min": "--time",
+    "gpus_per_job": "--gpus-per-job",
+    "cpus_per_job": "--cpus-per-job",
+    "array_parallelism": "--array-parallelism",
+}
+EXECUTOR_READS = {
+    "slurm": set(SLURM_FLAGS),
+    "local": {"timeout_min", "gpus_per_job"},
+    "debug": set(),
+}
+
+
+def check_engine_options(opts: SweepOptions) -> None:
+    """Refuse (ConfigError, exit 2) an option the chosen engine or executor would not use."""
+    ray_given = [
+        flag
+        for flag, value in (
+            ("--address", opts.address),
+            ("--gpus", opts.gpus),
+            ("--cpus", opts.cpus),
+        )
+        if value is not None
+    ]
+    if opts.engine == "ray":
+        slurm_given = [SLURM_FLAGS[key] for key in opts.slurm]
+        slurm_given += ["--cluster"] if opts.cluster is not None else []
+        if slurm_given:
+            raise ConfigError(
+                f"{'/'.join(slurm_given)}: options of --engine slurm, unused by "
+                "--engine ray: drop them or add --engine slurm"
+            )
+        if opts.address and (opts.gpus is not None or opts.cpus is not None):
+            raise ConfigError(
+                "--gpus/--cpus declare the resources of a Ray started here; with --address "
+                "the cluster's come from `ray start --num-gpus ...` on its nodes: drop "
+                "--gpus/--cpus"
+            )
+        return
+    if ray_given:
+        raise ConfigError(
+            f"{'/'.join(ray_given)}: options of --engine ray, unused by --engine slurm: drop them"
+        )
+    cluster = opts.cluster or "slurm"
+    unused = [SLURM_FLAGS[key] for key in opts.slurm if key not in EXECUTOR_READS[cluster]]
+    if unused:
+        reads = sorted(SLURM_FLAGS[key] for key in EXECUTOR_READS[cluster]) or ["none of them"]
+        raise ConfigError(
+            f"{'/'.join(unused)}: no effect with --cluster {cluster} (it reads "
+            f"{', '.join(reads)}): drop them, or use --cluster slurm"
+        )
 
 
 def sweep_resources(params: dict[str, Any]) -> tuple[dict[str, float], float]:
@@ -132,7 +187,7 @@ def _engine(opts: SweepOptions) -> Any:
 
     if opts.engine == "ray":
         return RayEngine(opts.address, opts.gpus, opts.cpus)
-    return SlurmEngine(opts.log_dir / "submitit", opts.cluster, opts.slurm)
+    return SlurmEngine(opts.log_dir / "submitit", opts.cluster or "slurm", opts.slurm)
 
 
 def _adopt_finished(root: Path, stages: list[TrainStage]) -> list[TrainStage]:
@@ -199,11 +254,7 @@ def run_sweep(opts: SweepOptions) -> int:
     index, count = opts.shard
     check_int(count, "--shard (N of I/N)", low=1, error=ConfigError)
     check_int(index, "--shard (I of I/N)", low=0, high=count - 1, error=ConfigError)
-    if opts.address and (opts.gpus is not None or opts.cpus is not None):
-        raise ConfigError(
-            "--gpus/--cpus declare the resources of a Ray started here; with --address the "
-            "cluster's come from `ray start --num-gpus ...` on its nodes: drop --gpus/--cpus"
-        )
+    check_engine_options(opts)
     sweep_resources(load_params(opts.params_file))  # bad sweep params fail before any work
     root = Path.cwd()
     _dvc(root, "repro", "download", "prepare")

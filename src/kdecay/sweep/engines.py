@@ -119,6 +119,9 @@ class RayEngine:
         self.ray.shutdown()
 
 
+DEFAULT_TIMEOUT_MIN = 24 * 60  # --time 24:00:00
+
+
 class StageJob:
     """A submitit job running one stage; requeued with the same arguments on preemption or
     timeout (its ``kdecay train`` then resumes from the run's checkpoint)."""
@@ -135,13 +138,15 @@ class StageJob:
 def _executor(folder: Path, cluster: str, options: dict[str, Any]) -> Any:
     """The submitit executor: SLURM (``--partition``, ``--time``, ``--gpus-per-job``,
     ``--cpus-per-job``, ``--array-parallelism``), or the same jobs as local processes
-    (``local``: time limit, timeout signal, requeue) or in this process (``debug``)."""
+    (``local``: ``--time``, then requeued; ``--gpus-per-job`` N gives each job
+    ``CUDA_VISIBLE_DEVICES=0..N-1``) or in this process (``debug``)."""
     import submitit
 
+    timeout_min = int(options.get("timeout_min", DEFAULT_TIMEOUT_MIN))
     if cluster == "slurm":
         executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
         params = {
-            "timeout_min": int(options["timeout_min"]),
+            "timeout_min": timeout_min,
             "gpus_per_node": options.get("gpus_per_job", 1),
             "cpus_per_task": options.get("cpus_per_job", 4),
             "slurm_array_parallelism": options.get("array_parallelism", 64),
@@ -152,8 +157,9 @@ def _executor(folder: Path, cluster: str, options: dict[str, Any]) -> Any:
         return executor
     if cluster == "local":
         executor = submitit.LocalExecutor(folder=str(folder))
-        local = {k: options[k] for k in ("timeout_min", "signal_delay_s") if k in options}
-        executor.update_parameters(**local)
+        executor.update_parameters(
+            timeout_min=timeout_min, gpus_per_node=options.get("gpus_per_job", 0)
+        )
         return executor
     return submitit.DebugExecutor(folder=str(folder))
 
