@@ -127,7 +127,7 @@ def bench_ours(
     passes after ``warmup`` untimed ones; also one evaluation pass."""
     device = runtime.device
     _reset_peak(device)
-    if runtime.cuda:
+    if runtime.cuda:  # a standard column before this one set TF32 off in this process
         set_tf32(runtime.tf32)
     n_test = TEST_IMAGES if runtime.cuda else spec.train.eval_batch_size
     trainer = ours_trainer(spec, runtime, bench_images(spec.batch_size, steps), n_test)

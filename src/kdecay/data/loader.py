@@ -141,8 +141,8 @@ class GpuLoader:
         # the whole epoch's crops in one gather (a few large kernels instead of ~10 small ones
         # per batch); the batches are slices of it, bit-identical to cropping batch by batch
         crops = self._images.crop(perm, offsets, flips, PADDING, self.padding_mode)
-        inside = (
-            inside_mask(offsets, flips, *crops.shape[1:3]) if self.padding_mode == "mean" else None
+        border = (  # crops are NHWC here
+            ~inside_mask(offsets, flips, *crops.shape[1:3]) if self.padding_mode == "mean" else None
         )
         labels = self._labels[perm]
         n_batches = len(self)
@@ -150,8 +150,8 @@ class GpuLoader:
             lo = b * self.batch_size
             hi = min(lo + self.batch_size, self.num_samples)
             x = self._normalize(crops[lo:hi])
-            if inside is not None:  # mean padding: the border is 0 after normalisation
-                x = x * inside[lo:hi, None].to(x.dtype)
+            if border is not None:  # mean padding: the border is 0 after normalisation
+                x.masked_fill_(border[lo:hi, None], 0.0)
             y = labels[lo:hi]
             # advance the position before yielding, so that a state_dict() taken while the
             # consumer holds this batch resumes with the next one

@@ -202,17 +202,19 @@ def _adopt_finished(root: Path, stages: list[TrainStage]) -> list[TrainStage]:
     return todo
 
 
-def _jobs(root: Path, stages: list[TrainStage], log_dir: Path) -> list[StageCommand]:
+def _jobs(root: Path, stages: list[TrainStage], logs: dict[str, Path]) -> list[StageCommand]:
     env = {k: v for k, v in tool_env().items() if k in ("PATH", "PYTHONPATH", "DVC_NO_ANALYTICS")}
-    return [
-        StageCommand(s.name, s.cmd, str(root), str(log_dir / f"{s.log_name}.log"), env)
-        for s in stages
-    ]
+    return [StageCommand(s.name, s.cmd, str(root), str(logs[s.name]), env) for s in stages]
 
 
-def _run_stages(root: Path, stages: list[TrainStage], opts: SweepOptions) -> Progress:
+def _run_stages(
+    root: Path,
+    stages: list[TrainStage],
+    opts: SweepOptions,
+    sweep_section: tuple[dict[str, float], float],
+) -> Progress:
     """Run the stages on the engine, committing each finished one at once."""
-    fractions, cpus = sweep_resources(load_params(opts.params_file))
+    fractions, cpus = sweep_section
     resources = {s.name: (fractions[s.row], cpus) for s in stages}
     progress = Progress(stages, opts.log_dir)
     events = opts.log_dir / "sweep.jsonl"
@@ -241,7 +243,7 @@ def _run_stages(root: Path, stages: list[TrainStage], opts: SweepOptions) -> Pro
     engine = _engine(opts)
     print(f"[sweep] {len(stages)} runs on {engine.describe()}", flush=True)
     try:
-        for name, result in engine.finished(_jobs(root, stages, opts.log_dir), resources):
+        for name, result in engine.finished(_jobs(root, stages, progress.logs), resources):
             on_done(name, result)
     finally:
         engine.close()
@@ -255,7 +257,7 @@ def run_sweep(opts: SweepOptions) -> int:
     check_int(count, "--shard (N of I/N)", low=1, error=ConfigError)
     check_int(index, "--shard (I of I/N)", low=0, high=count - 1, error=ConfigError)
     check_engine_options(opts)
-    sweep_resources(load_params(opts.params_file))  # bad sweep params fail before any work
+    sweep_section = sweep_resources(load_params(opts.params_file))  # fails before any work
     root = Path.cwd()
     _dvc(root, "repro", "download", "prepare")
     stages = _adopt_finished(root, stale_training_stages(root, opts.params_file))
@@ -265,7 +267,7 @@ def run_sweep(opts: SweepOptions) -> int:
         + (f" (shard {index}/{count})" if count > 1 else ""),
         flush=True,
     )
-    progress = _run_stages(root, stages, opts) if stages else None
+    progress = _run_stages(root, stages, opts, sweep_section) if stages else None
     if progress and progress.failed:
         print(f"[sweep] {len(progress.failed)} run(s) failed; the others are recorded:")
         for name in progress.failed:
