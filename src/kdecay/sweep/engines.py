@@ -143,11 +143,14 @@ def _executor(folder: Path, cluster: str, options: dict[str, Any]) -> Any:
     import submitit
 
     timeout_min = int(options.get("timeout_min", DEFAULT_TIMEOUT_MIN))
+    # default 1, as --help says, for local jobs too: submitit's LocalExecutor sets
+    # CUDA_VISIBLE_DEVICES to the first gpus_per_node GPUs, so its own default 0 hides them all
+    gpus = options.get("gpus_per_job", 1)
     if cluster == "slurm":
         executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
         params = {
             "timeout_min": timeout_min,
-            "gpus_per_node": options.get("gpus_per_job", 1),
+            "gpus_per_node": gpus,
             "cpus_per_task": options.get("cpus_per_job", 4),
             "slurm_array_parallelism": options.get("array_parallelism", 64),
         }
@@ -157,9 +160,7 @@ def _executor(folder: Path, cluster: str, options: dict[str, Any]) -> Any:
         return executor
     if cluster == "local":
         executor = submitit.LocalExecutor(folder=str(folder))
-        executor.update_parameters(
-            timeout_min=timeout_min, gpus_per_node=options.get("gpus_per_job", 0)
-        )
+        executor.update_parameters(timeout_min=timeout_min, gpus_per_node=gpus)
         return executor
     return submitit.DebugExecutor(folder=str(folder))
 
