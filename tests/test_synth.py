@@ -14,7 +14,8 @@ import torch
 import torchvision
 from torch import nn
 
-from kdecay.data.datasets import UnknownDatasetError
+from kdecay.data.archive import safe_extract
+from kdecay.data.datasets import DATASETS, UnknownDatasetError
 from kdecay.data.download import file_md5
 from kdecay.data.loader import EvalLoader, GpuLoader
 from kdecay.data.prepare import channel_stats
@@ -174,8 +175,7 @@ def test_torchvision_reads_synthetic_archives(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     path, _ = synth_archives[dataset]
-    with tarfile.open(path) as tar:
-        tar.extractall(tmp_path, filter="data")
+    safe_extract(path, tmp_path, DATASETS[dataset])  # tarfile's filter= needs 3.11.4+
     folder = tmp_path / cls.base_folder
 
     def with_our_md5(entries: list[list[str]]) -> list[list[str]]:
