@@ -11,9 +11,17 @@ export DVC_NO_ANALYTICS := 1
 .PHONY: repro test test-fast lint format smoke figures bench plan clean-venv
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,ray,slurm]"
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "make: kdecay needs Python >= 3.11, but PYTHON=$(PYTHON) is $$($(PYTHON) -V 2>/dev/null || echo 'not found'); pick another: make PYTHON=python3.12 $(MAKECMDGOALS)" >&2; \
+	  exit 2; }
+	@test -x $(BIN)/python || { \
+	  echo "creating $(VENV) with $$($(PYTHON) -V) ($(PYTHON))"; \
+	  $(PYTHON) -m venv $(VENV) || { \
+	    echo "make: '$(PYTHON) -m venv' failed; on Debian/Ubuntu: apt install python3-venv" >&2; \
+	    rm -rf $(VENV); exit 2; }; }
+	@echo "installing kdecay and its dependencies into $(VENV): torch (the CUDA build is several GB) and DVC take minutes the first time; pip's progress follows"
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[dev,ray,slurm]"
 	touch $(STAMP)
 
 ## run the whole reproduction (every run of both appendix tables, tables, figures):
@@ -24,11 +32,11 @@ repro: $(STAMP)
 	dvc repro
 	kdecay clean-checkpoints
 
-## the whole test suite (about 30 minutes on 2 CPU cores; 28m26s measured)
+## the whole test suite (its duration: README, "Set-up")
 test: $(STAMP)
 	python -m pytest
 
-## the tests not marked slow (about 3 minutes): everyday work
+## the tests not marked slow: everyday work (its duration: README, "Set-up")
 test-fast: $(STAMP)
 	python -m pytest -m "not slow"
 
@@ -41,13 +49,17 @@ format: $(STAMP)
 	ruff format src tests benchmarks
 	ruff check --fix src tests benchmarks
 
-## the whole pipeline on synthetic CIFAR archives with tiny models (a few minutes on a CPU)
+## the whole pipeline on synthetic CIFAR archives with tiny models (duration: README)
 smoke: $(STAMP)
 	kdecay smoke --workdir smoke
 
 ## rebuild summary, tables and figures from the finished runs (DVC decides what is stale;
 ## --single-item: never starts training)
 figures: $(STAMP)
+	@test -d results/runs || { \
+	  echo "make figures: no finished runs in results/runs yet: 'make repro' trains them (GPU);" \
+	    "'make smoke' runs the whole pipeline on synthetic data (figures in smoke/paper_figures)" >&2; \
+	  exit 2; }
 	dvc repro --single-item aggregate tables figures
 
 ## runs, epochs, optimizer steps and estimated GPU-hours of params.yaml

@@ -12,7 +12,15 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ConfigError", "DataError", "check_choice", "check_flag", "check_int", "check_number"]
+__all__ = [
+    "CommandFailedError",
+    "ConfigError",
+    "DataError",
+    "check_choice",
+    "check_flag",
+    "check_int",
+    "check_number",
+]
 
 
 class ConfigError(ValueError):
@@ -24,6 +32,11 @@ class DataError(Exception):
 
     Messages name the file involved and say how to fix the problem.
     """
+
+
+class CommandFailedError(Exception):
+    """A child tool (``dvc``, ``git``) failed after printing its own message; the CLI prints
+    one line naming the command and what was kept, and exits 1."""
 
 
 def _bounds(low: float | None, low_open: bool, high: float | None, high_open: bool) -> str:

@@ -1,7 +1,9 @@
 """The regenerated tables as text: GitHub Markdown and a LaTeX table that compiles in a
-standard article (booktabs + graphicx), long explanations moved to notes under it."""
+standard article (booktabs), long explanations moved to notes under it."""
 
 from __future__ import annotations
+
+import re
 
 import pandas as pd
 
@@ -48,56 +50,90 @@ def _tex_escape(s: str) -> str:
     return s
 
 
-TEX_HEADERS = {
-    "model": "Model",
-    "config": "Config",
-    "params": "Params",
-    "paper_original": "Paper orig.",
-    "ours_original": "Ours orig.",
-    "paper_kdecay": "Paper k-decay (k)",
-    "ours_at_paper_k": "Ours at paper k",
-    "ours_best": "Ours best k",
-    "reproduced": "Reproduced?",
+TEX_HEADERS = {  # two lines each (a nested tabular: no package needed)
+    "model": ("", "Model"),
+    "params": ("", "Params"),
+    "paper_original": ("Paper", "orig."),
+    "ours_original": ("Ours", "orig."),
+    "paper_kdecay": ("Paper", "k-decay (k)"),
+    "ours_at_paper_k": ("Ours at", "paper k"),
+    "ours_best": ("Ours", "best k"),
+    "reproduced": ("Repro-", "duced?"),
 }
+TEX_MODEL_WIDTH = "2.0cm"  # the model column wraps; every other cell is a number and a mark
+# what a LaTeX cell keeps: a leading number (error, mean ± std, parameter count, "k=3: 4.00")
+_NUMBER = re.compile(r"^(k=[\d.]+: )?[\d.]+M?( ± [\d.]+)?( \(k=[\d.]+\))?")
+
+
+def _tex_split(col: str, text: str) -> tuple[str, str]:
+    """(what the cell shows, the rest for a note): a number stays in the cell, any words go to
+    a note; the verdict keeps its first words (``yes``, ``no``, ``n/a``) before ``(``."""
+    if col == "reproduced":
+        head, _, rest = text.partition(" (")
+        return head, rest.removesuffix(")")
+    match = _NUMBER.match(text)
+    head = match.group(0) if match else "--"
+    rest = text[len(head) :].strip() if match else text
+    # only the one bracket pair around the whole rest: brackets inside the note stay
+    if rest[:1] + rest[-1:] in ("()", "[]"):
+        rest = rest[1:-1]
+    return head, rest
+
+
+def _header_words(col: str) -> str:
+    """The two-line header of ``col`` as words: ``reproduced?``, ``ours at paper k``."""
+    top, bottom = TEX_HEADERS[col]
+    return (top[:-1] + bottom if top.endswith("-") else f"{top} {bottom}").strip().lower()
 
 
 def _tex_cells(table: pd.DataFrame) -> tuple[list[list[str]], list[str]]:
-    """Short LaTeX cells; the long explanations become lettered notes under the table."""
+    """Short LaTeX cells; everything but the numbers becomes lettered notes under the table."""
     rows, notes = [], []
     for _, r in table.iterrows():
-        cells = {c: _tex_escape(str(r[c])) for c in TEX_HEADERS}
-        for col, sep in (("paper_original", " ["), ("reproduced", " (")):
-            head, found, rest = str(r[col]).partition(sep)
-            if found:
-                mark = chr(ord("a") + len(notes))
-                cells[col] = rf"{_tex_escape(head)}\textsuperscript{{{mark}}}"
-                detail = _tex_escape((found + rest).strip(" []()"))
-                notes.append(rf"\textsuperscript{{{mark}}} {_tex_escape(str(r['model']))} "
-                             rf"{_tex_escape(str(r['config']))}: {detail}")  # fmt: skip
+        name = f"{r['model']} {r['config']}"
+        cells = {"model": rf"\parbox[t]{{{TEX_MODEL_WIDTH}}}{{\raggedright {_tex_escape(name)}}}"}
+        for col in list(TEX_HEADERS)[1:]:
+            head, detail = _tex_split(col, str(r[col]))
+            cells[col] = _tex_escape(head)
+            if detail:
+                mark = chr(ord("a") + len(notes) % 26) * (1 + len(notes) // 26)
+                cells[col] += rf"\textsuperscript{{{mark}}}"
+                notes.append(
+                    rf"\textsuperscript{{{mark}}} {_tex_escape(name)}, "
+                    rf"{_header_words(col)}: {_tex_escape(detail)}"
+                )
         rows.append([cells[c] for c in TEX_HEADERS])
     return rows, notes
 
 
 def to_latex(table: pd.DataFrame, title: str, notes: list[str]) -> str:
-    """A booktabs table scaled to the text width; compiles in a standard article with
-    ``\\usepackage{booktabs,graphicx}`` (the first line of the file says so)."""
+    """A full-width (``table*``) booktabs table in ``\\footnotesize`` with narrow column gaps,
+    never scaled: it fits a standard article's text width at a readable size. Needs only
+    ``\\usepackage{booktabs}`` (the first line of the file says so); include it with
+    ``\\input{cifar10.tex}``."""
     rows, marks = _tex_cells(table)
     lines = [
-        r"% needs \usepackage{booktabs} and \usepackage{graphicx} (for \resizebox)",
-        r"\begin{table}[t]",
+        r"% needs \usepackage{booktabs}; include with \input{<this file>}",
+        r"\begin{table*}[t]",
         r"\centering",
+        r"\footnotesize",
+        r"\setlength{\tabcolsep}{3pt}",
         rf"\caption{{{_tex_escape(title)}}}",
-        r"\resizebox{\linewidth}{!}{%",
-        r"\begin{tabular}{ll" + "r" * (len(TEX_HEADERS) - 3) + "l}",
+        r"\begin{tabular}{l" + "r" * (len(TEX_HEADERS) - 2) + "l}",
         r"\toprule",
-        " & ".join(TEX_HEADERS.values()) + r" \\",
+        " & ".join(
+            rf"\begin{{tabular}}[b]{{@{{}}c@{{}}}}{top}\\{bottom}\end{{tabular}}"
+            for top, bottom in TEX_HEADERS.values()
+        )
+        + r" \\",
         r"\midrule",
         *(" & ".join(cells) + r" \\" for cells in rows),
         r"\bottomrule",
-        r"\end{tabular}}",
+        r"\end{tabular}",
     ]
     all_notes = marks + [_tex_escape(n) for n in notes]
     if all_notes:
-        lines.append(r"\par\smallskip{\footnotesize " + r" \\ ".join(all_notes) + "}")
-    lines.append(r"\end{table}")
+        notes_text = r" \\ ".join(all_notes)
+        lines.append(r"\par\smallskip{\footnotesize\raggedright " + notes_text + r"\par}")
+    lines.append(r"\end{table*}")
     return "\n".join(lines) + "\n"

@@ -19,11 +19,15 @@ from typing import Any
 
 import yaml
 
-from kdecay.checks import ConfigError
-from kdecay.config import load_params
+from kdecay.checks import CommandFailedError, ConfigError
+from kdecay.config import Config
+from kdecay.config.yaml_io import read_yaml_mapping
 from kdecay.data.synth import make_archive
 from kdecay.sweep.tools import tool_env
 
+# exit statuses of a child stopped by Ctrl-C: SIGINT (-2, or 130 through a shell) and DVC's
+# own "interrupted by the user" status (252)
+INTERRUPTED = (-2, 130, 252)
 GIT_IDENTITY = ["-c", "user.name=kdecay smoke", "-c", "user.email=smoke@kdecay.invalid"]
 
 
@@ -39,8 +43,20 @@ def repo_root() -> Path:
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
-    print("$ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=cwd, env=env, check=True)
+    """Run one tool; a failure (its own message is already printed above) becomes one line
+    naming the command, where the workspace is, and how to resume."""
+    shown = " ".join(Path(c).name if c == sys.executable else c for c in cmd)
+    print(f"$ {shown}", flush=True)
+    status = subprocess.run(cmd, cwd=cwd, env=env).returncode
+    if status in INTERRUPTED:
+        raise KeyboardInterrupt(
+            f"`{shown}` stopped; the smoke workspace {cwd} is kept: `make smoke` resumes it"
+        )
+    if status != 0:
+        raise CommandFailedError(
+            f"`{shown}` failed with exit status {status} (its message is above); the smoke "
+            f"workspace {cwd} is kept: fix the cause, then `make smoke` resumes it"
+        )
 
 
 def _workspace_params(workdir: Path, params_file: Path | None, reset: bool) -> dict[str, Any]:
@@ -49,8 +65,8 @@ def _workspace_params(workdir: Path, params_file: Path | None, reset: bool) -> d
     mine = workdir / "params.yaml"
     if mine.is_file() and not reset and params_file is None:
         print(f"keeping {mine} and your edits to it (`kdecay smoke --reset` restores the default)")
-        return load_params(mine)
-    return load_params(params_file or repo_root() / "params.smoke.yaml")
+        return read_yaml_mapping(mine)
+    return read_yaml_mapping(params_file or repo_root() / "params.smoke.yaml")
 
 
 def _write_params(path: Path, params: dict[str, Any]) -> None:
@@ -63,20 +79,24 @@ def _write_params(path: Path, params: dict[str, Any]) -> None:
 
 
 def _fill_archives(workdir: Path, params: dict[str, Any]) -> bool:
-    """Write the synthetic archives; point data.<dataset> at them. True if params changed."""
-    smoke: dict[str, Any] = params.get("smoke") or {}
+    """Write the synthetic archives; point data.<dataset> at them. True if params changed.
+
+    ``params`` (the workspace's raw params, rewritten afterwards) is validated first as a
+    whole, so a typo in it stops here, naming the key."""
+    config = Config.from_mapping(params)
     changed = False
-    for dataset in params["datasets"]:
+    for dataset in config.datasets:
         path, md5 = make_archive(
             dataset,
             workdir / "archives",
-            n_train=int(smoke.get("train_images", 1000)),
-            n_test=int(smoke.get("test_images", 500)),
-            seed=int(smoke.get("seed", 0)),
+            n_train=config.smoke.train_images,
+            n_test=config.smoke.test_images,
+            seed=config.smoke.seed,
         )
         entry = {"url": path.as_uri(), "md5": md5}
-        if params["data"].get(dataset) != entry:
-            params["data"][dataset], changed = entry, True
+        data = params.setdefault("data", {})
+        if data.get(dataset) != entry:
+            data[dataset], changed = entry, True
     return changed
 
 
