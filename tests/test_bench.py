@@ -19,8 +19,8 @@ from kdecay.bench import EPOCH_IMAGES, run_bench, select_targets
 from kdecay.bench import run as run_mod
 from kdecay.bench.pipelines import PIPELINES
 from kdecay.cli import main as cli_main
-from kdecay.config import ConfigError, load_params
-from kdecay.report.aggregate import expected_runs
+from kdecay.config import ConfigError, load_config
+from kdecay.config.yaml_io import read_yaml_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "params.smoke.yaml"
@@ -29,7 +29,7 @@ SMOKE = ROOT / "params.smoke.yaml"
 @pytest.fixture(scope="module")
 def tiny_params(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The smoke params (tiny members of every model family, all six rows) at batch 24."""
-    params = load_params(SMOKE)
+    params = read_yaml_mapping(SMOKE)
     for row in params["rows"].values():
         row["batch_size"] = 24
     path = tmp_path_factory.mktemp("bench_params") / "params.yaml"
@@ -64,6 +64,7 @@ def bench_run(
     return report, out, lines
 
 
+@pytest.mark.slow  # torch.compile: minutes with a cold compile cache
 def test_report_files_and_numbers(bench_run: tuple[dict[str, Any], Path, list[str]]) -> None:
     report, out, lines = bench_run
     assert (out / "bench.md").is_file()
@@ -121,23 +122,22 @@ def test_report_files_and_numbers(bench_run: tuple[dict[str, Any], Path, list[st
     assert all(f"{p} s/epoch" in md for p in PIPELINES)
 
 
+@pytest.mark.slow  # torch.compile: minutes with a cold compile cache
 def test_sweep_estimate_is_epochs_times_seconds_per_epoch(
     bench_run: tuple[dict[str, Any], Path, list[str]], tiny_params: Path
 ) -> None:
     _, out, _ = bench_run
     data = json.loads((out / "bench.json").read_text())
-    params = load_params(tiny_params)
+    config = load_config(tiny_params)
     by_row = {row: m for m in data["models"] for row in m["rows"]}
-    runs = expected_runs(params)
+    runs = config.runs()
     for kind in PIPELINES:
         hours = sum(
-            params["rows"][r["row"]]["epochs"] * by_row[r["row"]][kind]["seconds_per_epoch"]
-            for r in runs
+            config.rows[r.row].epochs * by_row[r.row][kind]["seconds_per_epoch"] for r in runs
         )
         assert data["sweep"]["hours"][kind] == pytest.approx(hours / 3600)
     evals = sum(
-        params["rows"][r["row"]]["epochs"] * by_row[r["row"]]["ours_step"]["eval_seconds"]
-        for r in runs
+        config.rows[r.row].epochs * by_row[r.row]["ours_step"]["eval_seconds"] for r in runs
     )  # the smoke params evaluate every epoch
     total = data["sweep"]["hours"]["ours_step"] + evals / 3600
     assert data["sweep"]["ours_step_with_eval_hours"] == pytest.approx(total)
@@ -147,7 +147,7 @@ def test_sweep_estimate_is_epochs_times_seconds_per_epoch(
 
 
 def test_select_targets_on_the_real_params() -> None:
-    params = load_params(ROOT / "params.yaml")
+    params = load_config(ROOT / "params.yaml")
     targets = select_targets(params, None)
     assert [t.name for t in targets] == [
         "preact_resnet110",

@@ -34,11 +34,8 @@ import pytest
 import torch
 from torch import nn
 
-from kdecay.config import resolve_run
-from kdecay.data.prepare import PreparedData
-from kdecay.models import build_from_spec
 from kdecay.train import Runtime, Trainer
-from tiny_runs import learnable_data, tiny_params
+from tiny_runs import learnable_data, outside, tiny_trainer, trajectory
 
 BATCH, STEPS = 32, 12
 ABS_TOL, REL_TOL = 0.02, 0.02
@@ -50,14 +47,6 @@ MODELS: dict[str, dict[str, Any]] = {
 }
 
 
-def _params(model: dict[str, Any], lr: float) -> dict[str, Any]:
-    return tiny_params(model, lr, BATCH)
-
-
-def _data(n: int = BATCH * STEPS) -> PreparedData:
-    return learnable_data(n)
-
-
 def _trainer(
     model: str,
     *,
@@ -67,28 +56,21 @@ def _trainer(
     seed: int = 0,
     lr: float = 0.05,
 ) -> Trainer:
-    spec = resolve_run(_params(MODELS[model], lr), "cifar10", "tiny", "original", None, 0)
-    torch.manual_seed(seed)
-    net = build_from_spec(spec.model, spec.num_classes)
     runtime = Runtime(torch.device("cpu"), amp, channels_last, step)
-    return Trainer(spec, _data(), net, runtime)
-
-
-def _trajectory(trainer: Trainer) -> torch.Tensor:
-    """Losses of one epoch (= STEPS steps) through the Trainer's own loader and train_step."""
-    trainer.model.train()
-    losses = [trainer.train_step(x, y)[0] for x, y in trainer.train_loader]
-    assert len(losses) == STEPS
-    return torch.stack(losses).float()
+    data = learnable_data(BATCH * STEPS)
+    return tiny_trainer(MODELS[model], runtime, lr=lr, batch=BATCH, data=data, seed=seed)
 
 
 def _run(model: str, **kwargs: Any) -> torch.Tensor:
-    return _trajectory(_trainer(model, **kwargs))
+    """Losses of one epoch (= STEPS steps)."""
+    losses = trajectory(_trainer(model, **kwargs))
+    assert len(losses) == STEPS
+    return losses
 
 
 def _outside(fast: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Per-step excess over the tolerance (> 0 where a step is outside it)."""
-    return (fast - ref).abs() - (ABS_TOL + REL_TOL * ref.abs())
+    return outside(fast, ref, ABS_TOL, REL_TOL)
 
 
 _REFERENCE: dict[str, torch.Tensor] = {}
@@ -120,7 +102,7 @@ def test_bf16_channels_last_follows_fp32(model: str) -> None:
         ),
         head.register_forward_hook(lambda _m, _i, out: head_dtypes.append(out.dtype)),
     ]
-    fast = _trajectory(trainer)
+    fast = trajectory(trainer)
     for h in hooks:
         h.remove()
     assert len(inputs_cl) == STEPS and all(inputs_cl)

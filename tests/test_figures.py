@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import matplotlib.image as mpimg
 import pytest
 import yaml
 
-from kdecay.config import ConfigError, load_params
+from kdecay.config import ConfigError, load_config, run_folder
 from kdecay.fileio import write_history, write_json
-from kdecay.report.aggregate import aggregate, run_dir
+from kdecay.report.aggregate import aggregate
 from kdecay.report.figures import SYNTHETIC_PREFIX, _lr_figure, figure_title, write_figures
+from kdecay.report.tables import load_appendix
+from tiny_runs import keep_rows
 
 REPO = Path(__file__).resolve().parents[1]
 APPENDIX = REPO / "paper" / "appendix_tables.csv"
@@ -25,7 +29,7 @@ def _params(tmp_path: Path, **changes: object) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["kdecay"]["ks"] = [1, 2, 3]
     params["seeds"] = [0, 1]
-    params["rows"] = {r: params["rows"][r] for r in ROWS}
+    keep_rows(params, list(ROWS))
     params.update(changes)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
@@ -42,7 +46,7 @@ def _run(
     status: str = "completed",
     epochs: int = 10,
 ) -> None:
-    folder = run_dir(runs, {"dataset": dataset, "row": row, "method": method, "seed": seed})
+    folder = run_folder(runs, dataset, row, method, seed)
     history = [
         {
             "epoch": e,
@@ -107,32 +111,74 @@ def _check(paths: list[Path], out: Path) -> None:
             assert data.startswith(b"%PDF")
 
 
+def _texts(ax: Any) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+def _points(ax: Any) -> list[list[tuple[float, float]]]:
+    """The (x, y) points of every drawn line of an axes (error-bar lines included)."""
+    return [
+        [(float(x), float(y)) for x, y in zip(*line.get_data(), strict=True)]
+        for line in ax.get_lines()
+    ]
+
+
 def test_figures_with_partial_diverged_and_missing_runs(tmp_path: Path, runs: Path) -> None:
+    from kdecay.report.curves import curves_figure
+    from kdecay.report.figures import _ksweep_figure
+    from kdecay.report.summary import read_summary
+
     params = _params(tmp_path)
     summary = tmp_path / "summary.csv"
     aggregate(runs, summary, params)
     out = tmp_path / "figs"
     _check(write_figures(summary, runs, APPENDIX, out, params_file=params), out)
+    config, cells = load_config(params), read_summary(summary)[1]
+    c10, c100 = _ksweep_figure(config, cells, load_appendix(APPENDIX)).axes
+    # wrn16_8: k = 1 (mean of 2 seeds) and k = 2 drawn; the diverged k = 3 is no point
+    assert [(1.0, pytest.approx(8.6)), (2.0, pytest.approx(8.0))] in _points(c10)  # final + 4
+    assert not any(x == 3.0 and y <= 0.0 for line in _points(c10) for x, y in line)
+    assert any("wrn16_8 k3: 1 diverged" in t for t in _texts(c10))  # said, not drawn as 0
+    assert [(3.0, pytest.approx(28.0))] in _points(c100)  # the one CIFAR-100 run
+    curves = curves_figure(config, cells, runs)
+    by_title = {ax.get_title(): ax for ax in curves.axes}
+    wrn = by_title["CIFAR-10 / wrn16_8"]
+    labels = [line.get_label().split(":")[0] for line in wrn.get_lines()]
+    assert labels == ["original recipe", "k=1 (control)", "best k=2"]  # k2 from seed 1
+    assert wrn.get_xlim()[0] == 1  # the first point is epoch 1
+    assert "no runs yet" in _texts(by_title["CIFAR-10 / preact_resnet110"])
 
 
 def test_figures_without_any_run(tmp_path: Path) -> None:
+    from kdecay.report.curves import curves_figure
+    from kdecay.report.figures import _ksweep_figure
+    from kdecay.report.summary import read_summary
+
     params = _params(tmp_path, synthetic=True)
     summary = tmp_path / "summary.csv"
     aggregate(tmp_path / "none", summary, params)
     out = tmp_path / "figs"
     _check(write_figures(summary, tmp_path / "none", APPENDIX, out, params_file=params), out)
+    config, cells = load_config(params), read_summary(summary)[1]
+    fig = _ksweep_figure(config, cells, load_appendix(APPENDIX))
+    for ax in fig.axes:
+        assert _points(ax) == [] and _texts(ax) == ["no runs yet"]  # no CIFAR numbers either
+    assert fig.get_suptitle().startswith(SYNTHETIC_PREFIX)
+    for ax in curves_figure(config, cells, tmp_path / "none").axes:
+        assert ax.get_lines() == [] and _texts(ax) == ["no runs yet"]
 
 
 def test_figure_title_marks_synthetic_data() -> None:
-    assert figure_title({"synthetic": True}, "CIFAR-10").startswith(SYNTHETIC_PREFIX)
-    assert figure_title({}, "CIFAR-10") == "CIFAR-10"
-    assert figure_title({"synthetic": False}, "x") == "x"
+    config = load_config(REPO / "params.yaml")
+    synthetic = dataclasses.replace(config, synthetic=True)
+    assert figure_title(synthetic, "CIFAR-10").startswith(SYNTHETIC_PREFIX)
+    assert figure_title(config, "CIFAR-10") == "CIFAR-10"
 
 
 def test_synthetic_flag_reaches_the_figure(tmp_path: Path) -> None:
-    synthetic = _lr_figure(load_params(_params(tmp_path, synthetic=True)))
+    synthetic = _lr_figure(load_config(_params(tmp_path, synthetic=True)))
     assert synthetic.get_suptitle().startswith(SYNTHETIC_PREFIX)
-    real = _lr_figure(load_params(_params(tmp_path)))
+    real = _lr_figure(load_config(_params(tmp_path)))
     assert "SYNTHETIC" not in real.get_suptitle()
 
 
@@ -165,11 +211,11 @@ def _curves_fixture(tmp_path: Path, seeds: int = 1) -> tuple[Path, Path, Path]:
 def test_curves_never_hide_a_curve_and_keep_legends_off_the_data(tmp_path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from kdecay.report.aggregate import read_summary
     from kdecay.report.curves import curves_figure
+    from kdecay.report.summary import read_summary
 
     params, summary, root = _curves_fixture(tmp_path)
-    fig = curves_figure(load_params(params), read_summary(summary)[1], root)
+    fig = curves_figure(load_config(params), read_summary(summary)[1], root)
     FigureCanvasAgg(fig).draw()
     ax = next(a for a in fig.axes if a.get_title() == "CIFAR-10 / wrn16_8")
     labels = [line.get_label() for line in ax.get_lines()]
@@ -188,12 +234,12 @@ def test_curves_never_hide_a_curve_and_keep_legends_off_the_data(tmp_path: Path)
 
 @pytest.mark.parametrize(("seeds", "label"), [(1, "one seed"), (2, "mean ± std over seeds")])
 def test_ksweep_legend_says_std_only_with_several_seeds(tmp_path: Path, seeds, label) -> None:
-    from kdecay.report.aggregate import read_summary
     from kdecay.report.figures import _ksweep_figure
+    from kdecay.report.summary import read_summary
     from kdecay.report.tables import load_appendix
 
     params, summary, _ = _curves_fixture(tmp_path, seeds)
-    fig = _ksweep_figure(load_params(params), read_summary(summary)[1], load_appendix(APPENDIX))
+    fig = _ksweep_figure(load_config(params), read_summary(summary)[1], load_appendix(APPENDIX))
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert f"ours: k-decay ({label})" in texts
     caps = [c for ax in fig.axes for c in ax.containers]
@@ -211,11 +257,15 @@ def test_latex_tables_compile_without_overfull_boxes(tmp_path: Path, runs: Path)
     aggregate(runs, summary, params)
     out = tmp_path / "tables"
     write_tables(summary, APPENDIX, out, params_file=params)
-    first = (out / "cifar10.tex").read_text().splitlines()[0]
-    assert "booktabs" in first and "graphicx" in first  # the packages, named in a comment
+    tex = (out / "cifar10.tex").read_text()
+    assert "booktabs" in tex.splitlines()[0]  # the package, named in a comment
+    # never scaled down to a few points: a fixed readable size that must fit by itself
+    assert "resizebox" not in tex and "\\footnotesize" in tex
+    cifar100 = (out / "cifar100.tex").read_text()
+    assert "model paper (SGDR T0=10 Tmult=2 median) \\\\" in cifar100  # the note keeps its ")"
     doc = tmp_path / "doc.tex"
     doc.write_text(
-        "\\documentclass{article}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n"
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
         "\\input{tables/cifar10.tex}\n\\input{tables/cifar100.tex}\n\\end{document}\n"
     )
     done = subprocess.run(
@@ -234,15 +284,15 @@ def test_lr_figure_draws_each_rows_own_schedules(tmp_path: Path) -> None:
     original recipe is the step schedule (with its warm-up), k = 1 is the control."""
     import math
 
-    from kdecay.config import build_schedule, resolve_run
+    from kdecay.config import build_schedule
     from kdecay.report.figures import _lr_figure, row_schedules
 
-    params = load_params(_params(tmp_path))
+    params = load_config(_params(tmp_path))
     per_epoch, curves = row_schedules(params, "preact_resnet110")
     assert per_epoch == math.ceil(50_000 / 128)
     labels = [label for label, _ in curves]
     assert labels == ["original recipe", "k = 1 (control)", "k = 2", "k = 3"]
-    spec = resolve_run(params, "cifar10", "preact_resnet110", "original", None, 0)
+    spec = params.run_spec("cifar10", "preact_resnet110", "original", None, 0)
     step = build_schedule(spec, per_epoch)
     assert [curves[0][1](t) for t in (0, 399, 400, 82 * 391)] == [
         step(t) for t in (0, 399, 400, 82 * 391)

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from kdecay.checks import DataError
-from kdecay.config import load_params, resolve_run
+from kdecay.config import Config
+from kdecay.config.yaml_io import read_yaml_mapping
 from kdecay.data.datasets import DATASETS
 from kdecay.data.download import download
 from kdecay.data.pickles import py2_pickle_dumps
@@ -25,6 +26,7 @@ from kdecay.data.prepare import load_prepared, prepare
 from kdecay.data.synth import generate, make_archive
 from kdecay.train import checkpoint_path, train_run
 from kdecay.train.checkpoint import load_checkpoint, previous_path, save_checkpoint
+from tiny_runs import keep_rows
 
 CIFAR10 = "cifar-10-batches-py"
 
@@ -98,12 +100,14 @@ def test_only_the_expected_members_are_extracted(tmp_path: Path, monkeypatch) ->
     from kdecay.data import archive as archive_module
 
     extracted: list[str] = []
-    real = tarfile.TarFile.extract
+    real = tarfile.TarFile.extractfile
     monkeypatch.setattr(
         tarfile.TarFile,
-        "extract",
-        lambda self, member, *a, **k: (extracted.append(member.name), real(self, member, *a, **k)),
+        "extractfile",
+        lambda self, member, *a, **k: (extracted.append(member.name), real(self, member))[1],
     )
+    # tarfile's own extraction (whose filter= needs Python 3.11.4+) is never used
+    monkeypatch.setattr(tarfile.TarFile, "extract", None)
     _, md5 = make_archive("cifar10", tmp_path / "raw", n_train=50, n_test=10)
     prepare("cifar10", tmp_path / "raw", tmp_path / "out", md5=md5)
     expected = archive_module.expected_members(DATASETS["cifar10"])
@@ -193,7 +197,9 @@ def run_ws(tmp_path: Path) -> Path:
 
 
 def _spec(ws: Path):
-    return resolve_run(load_params(ws / "params.yaml"), "cifar10", "tiny", "original", None, 0)
+    return Config.from_mapping(read_yaml_mapping(ws / "params.yaml")).run_spec(
+        "cifar10", "tiny", "original", None, 0
+    )
 
 
 def _reference(ws: Path) -> dict:
@@ -208,7 +214,7 @@ def _checkpoint_after(ws: Path, epochs: int) -> Path:
     import yaml
 
     params = yaml.safe_load((ws / "params.yaml").read_text())
-    spec = resolve_run(params, "cifar10", "tiny", "original", None, 0)
+    spec = Config.from_mapping(params).run_spec("cifar10", "tiny", "original", None, 0)
 
     class StopError(Exception):
         pass
@@ -286,12 +292,12 @@ def _report_ws(tmp_path: Path) -> tuple[Path, Path]:
     k=1 and k=3 completed, k=2 with a corrupt metrics.json."""
     import yaml
 
+    from kdecay.config import run_folder
     from kdecay.fileio import write_history, write_json
-    from kdecay.report.aggregate import run_dir
 
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
     params.update(datasets=["cifar10"], seeds=[0])
-    params["rows"] = {"wrn16_8": params["rows"]["wrn16_8"]}
+    keep_rows(params, ["wrn16_8"])
     params["rows"]["wrn16_8"]["epochs"] = 3
     params["rows"]["wrn16_8"]["original"]["milestones"] = [1, 2]
     params["kdecay"]["ks"] = [1, 2, 3]  # k = 3: the paper's k for this row
@@ -299,9 +305,7 @@ def _report_ws(tmp_path: Path) -> tuple[Path, Path]:
     runs = tmp_path / "runs"
     statuses = {"original": "diverged", "k1": "completed", "k2": "completed", "k3": "completed"}
     for method, status in statuses.items():
-        folder = run_dir(
-            runs, {"dataset": "cifar10", "row": "wrn16_8", "method": method, "seed": 0}
-        )
+        folder = run_folder(runs, "cifar10", "wrn16_8", method, 0)
         hist = [{"epoch": e, "lr": 0.1, "test_error": 50.0 - e} for e in (1, 2, 3)]
         write_history(folder / "history.csv", hist)
         write_json(folder / "metrics.json", {"status": status, "final_test_error": 47.0})

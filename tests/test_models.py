@@ -218,6 +218,7 @@ def test_dense_block_keeps_channels_last() -> None:
     assert out.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.slow  # torch.compile: minutes with a cold compile cache
 @pytest.mark.parametrize("spec_name", ["preact_bottleneck", "wide_resnet", "densenet_bc"])
 def test_torch_compile_matches_eager(spec_name: str) -> None:
     torch.manual_seed(0)
@@ -230,6 +231,7 @@ def test_torch_compile_matches_eager(spec_name: str) -> None:
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # torch.compile: minutes with a cold compile cache
 def test_torch_compile_train_step_matches_eager() -> None:
     """A compiled train-mode forward + backward gives the eager loss and gradients.
 

@@ -7,43 +7,43 @@ from pathlib import Path
 import pytest
 
 from kdecay import schedules
-from kdecay.config import build_schedule, load_params, resolve_run
+from kdecay.config import build_schedule, load_config
 
-PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+CONFIG = load_config(Path(__file__).resolve().parents[1] / "params.yaml")
 IPE = 391  # iterations per epoch at batch 128 (last partial batch kept)
 
 
 @pytest.mark.parametrize("row", ["preact_resnet110", "preact_resnet164"])
 def test_preact_rows_warm_up_at_0_01_for_400_iterations(row: str) -> None:
     """HE16 appendix: every CIFAR experiment starts at 0.01 for 400 iterations."""
-    f = build_schedule(resolve_run(PARAMS, "cifar10", row, "original", None, 0), IPE)
+    f = build_schedule(CONFIG.run_spec("cifar10", row, "original", None, 0), IPE)
     assert f(100) == pytest.approx(0.01) and f(399) == pytest.approx(0.01)
     assert f(400) == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("row", ["preact_resnet110", "preact_resnet164"])
 def test_kdecay_runs_keep_the_rows_warm_up(row: str) -> None:
-    spec = resolve_run(PARAMS, "cifar10", row, "kdecay", 2.0, 0)
+    spec = CONFIG.run_spec("cifar10", row, "kdecay", 2.0, 0)
     f = build_schedule(spec, IPE)
     total = spec.epochs * IPE
-    decay = schedules.poly(0.1, 0.0, PARAMS["kdecay"]["power"], 2.0, total)
+    decay = schedules.poly(0.1, 0.0, CONFIG.kdecay.power, 2.0, total)
     assert f(100) == pytest.approx(0.01)
     assert f(400) == pytest.approx(decay(400)) and f(30_000) == pytest.approx(decay(30_000))
 
 
 def test_rows_without_warm_up_decay_from_the_first_iteration() -> None:
-    spec = resolve_run(PARAMS, "cifar10", "wrn16_8", "kdecay", 3.0, 0)
+    spec = CONFIG.run_spec("cifar10", "wrn16_8", "kdecay", 3.0, 0)
     f = build_schedule(spec, IPE)
-    decay = schedules.poly(0.1, 0.0, PARAMS["kdecay"]["power"], 3.0, spec.epochs * IPE)
+    decay = schedules.poly(0.1, 0.0, CONFIG.kdecay.power, 3.0, spec.epochs * IPE)
     assert f(100) == pytest.approx(decay(100))
 
 
 def test_each_row_pads_as_its_reference_code() -> None:
     """fb.resnet.torch (He et al.) and DenseNet normalise, then zero-pad (the mean colour);
     SGDR pads after subtracting the mean; WRN reflects."""
-    padding = {row: resolve_run(PARAMS, "cifar10", row, "original" if row != "wrn28_10_sgdr"
+    padding = {row: CONFIG.run_spec("cifar10", row, "original" if row != "wrn28_10_sgdr"
                                 else "kdecay", None if row != "wrn28_10_sgdr" else 1.0, 0).padding
-               for row in PARAMS["rows"]}  # fmt: skip
+               for row in CONFIG.rows}  # fmt: skip
     assert padding == {
         "preact_resnet110": "mean",
         "preact_resnet164": "mean",

@@ -17,8 +17,8 @@ from kdecay.schedules import (
     kdecay_factor,
     poly,
     sgdr,
-    sgdr_restarts,
     step,
+    warmup,
 )
 
 lrs = st.floats(min_value=1e-4, max_value=1.0)
@@ -109,7 +109,7 @@ def test_kdecay_factor():
 
 
 def test_step_schedule_he_et_al():
-    f = step(0.1, milestones=[32000, 48000], gamma=0.1, warmup_iters=400, warmup_lr=0.01)
+    f = warmup(step(0.1, milestones=[32000, 48000], gamma=0.1), 400, 0.01)
     assert f(0) == f(399) == 0.01
     assert f(400) == f(31999) == 0.1
     assert f(32000) == pytest.approx(0.01)
@@ -122,7 +122,6 @@ def test_step_schedule_he_et_al():
 def test_sgdr_restarts_at_10_30_70_150_epochs():
     ipe = 391  # iterations per epoch for batch 128 on 50k images
     f = sgdr(0.05, 0.0, t0=10 * ipe, t_mult=2, k=1.0, total=200 * ipe)
-    assert sgdr_restarts(10 * ipe, 2, 200 * ipe) == [e * ipe for e in (10, 30, 70, 150)]
     values = [f(t) for t in range(200 * ipe)]
     jumps = [t for t in range(1, len(values)) if values[t] > values[t - 1] + 1e-12]
     assert jumps == [e * ipe for e in (10, 30, 70, 150)]
@@ -160,8 +159,12 @@ def test_sgdr_k_decay_inside_each_cycle():
         (step, dict(lr0=0.1, milestones=[5, 3], gamma=0.1), "milestones"),
         (step, dict(lr0=0.1, milestones=[0], gamma=0.1), "milestones"),
         (step, dict(lr0=0.1, milestones=[5], gamma=0.0), "gamma"),
-        (step, dict(lr0=0.1, milestones=[5], gamma=0.1, warmup_iters=-1), "warmup_iters"),
-        (step, dict(lr0=0.1, milestones=[5], gamma=0.1, warmup_iters=4), "warmup_lr"),
+        (
+            warmup,
+            dict(schedule=step(0.1, [5], 0.1), warmup_iters=-1, warmup_lr=0.1),
+            "warmup_iters",
+        ),
+        (warmup, dict(schedule=step(0.1, [5], 0.1), warmup_iters=4, warmup_lr=None), "warmup_lr"),
         (sgdr, dict(lr_max=0.05, lr_min=0.0, t0=0, t_mult=2, k=1.0, total=10), "t0"),
         (sgdr, dict(lr_max=0.05, lr_min=0.0, t0=5, t_mult=0.5, k=1.0, total=10), "t_mult"),
         (sgdr, dict(lr_max=0.05, lr_min=0.0, t0=5, t_mult=2, k=-2, total=10), "k"),

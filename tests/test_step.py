@@ -29,10 +29,9 @@ import pytest
 import torch
 
 from kdecay.checks import ConfigError
-from kdecay.config import resolve_run, train_options
-from kdecay.models import build_from_spec
+from kdecay.config import TrainOptions
 from kdecay.train import Runtime, Trainer, runtime_for
-from tiny_runs import learnable_data, tiny_params
+from tiny_runs import epoch_losses, learnable_data, outside, tiny_trainer, trajectory
 
 BATCH, FULL_BATCHES, PARTIAL, EPOCHS, LR = 16, 8, 5, 3, 0.02
 ABS_TOL = REL_TOL = 0.01
@@ -46,27 +45,19 @@ FAMILIES: dict[str, dict[str, Any]] = {
 
 
 def _trainer(family: str, step: str, backend: str = "aot_eager", seed: int = 0) -> Trainer:
-    params = tiny_params(FAMILIES[family], LR, BATCH, eval_batch_size=8)
-    spec = resolve_run(params, "cifar10", "tiny", "original", None, 0)
-    torch.manual_seed(seed)
-    net = build_from_spec(spec.model, spec.num_classes)
     runtime = Runtime(torch.device("cpu"), None, False, step=step, compile_backend=backend)
     data = learnable_data(BATCH * FULL_BATCHES + PARTIAL, n_test=12)  # eval: 8 + partial 4
-    return Trainer(spec, data, net, runtime)
-
-
-def _epoch_losses(trainer: Trainer) -> list[float]:
-    trainer.model.train()
-    return [float(trainer.train_step(x, y)[0]) for x, y in trainer.train_loader]
+    return tiny_trainer(
+        FAMILIES[family], runtime, lr=LR, batch=BATCH, data=data, seed=seed, eval_batch_size=8
+    )
 
 
 def _trajectory(trainer: Trainer, epochs: int = EPOCHS) -> torch.Tensor:
-    losses = [loss for _ in range(epochs) for loss in _epoch_losses(trainer)]
-    return torch.tensor(losses)
+    return trajectory(trainer, epochs)
 
 
 def _outside(fast: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    return (fast - ref).abs() - (ABS_TOL + REL_TOL * ref.abs())
+    return outside(fast, ref, ABS_TOL, REL_TOL)
 
 
 def _resumed_last_epoch(family: str, backend: str) -> torch.Tensor:
@@ -81,9 +72,10 @@ def _resumed_last_epoch(family: str, backend: str) -> torch.Tensor:
         second.optimizer.state[next(second.model.parameters())]["momentum_buffer"], buf
     )
     assert second.step.lr_tensor() is not None  # the LR is still the device tensor
-    return torch.tensor(_epoch_losses(second))
+    return torch.stack(epoch_losses(second)).float()
 
 
+@pytest.mark.slow  # torch.compile: minutes with a cold compile cache
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_compiled_step_follows_eager(family: str) -> None:
     eager = _trainer(family, "eager")
@@ -105,6 +97,7 @@ def test_compiled_step_follows_eager(family: str) -> None:
     assert compiled.evaluate()[1] == pytest.approx(eager.evaluate()[1], abs=100 / 12 + 1e-9)
 
 
+@pytest.mark.slow  # torch.compile: minutes with a cold compile cache
 @pytest.mark.parametrize("family", ["preact_bottleneck", "densenet_bc"])
 def test_compiled_step_resumes_mid_run(family: str) -> None:
     uninterrupted = _trajectory(_trainer(family, "compiled"))
@@ -112,6 +105,7 @@ def test_compiled_step_resumes_mid_run(family: str) -> None:
     torch.testing.assert_close(resumed, uninterrupted[-len(resumed) :], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # torch.compile: minutes with a cold compile cache
 def test_tolerance_rejects_a_different_run() -> None:
     ref = _trajectory(_trainer("preact_basic", "eager"))
     other = _trajectory(_trainer("preact_basic", "compiled", seed=1))
@@ -130,31 +124,29 @@ def test_inductor_step_follows_eager_and_resumes() -> None:
 
 
 def test_step_forms_resolve_per_device() -> None:
-    auto = runtime_for(train_options({"train": {"device": "cpu"}}))
+    auto = runtime_for(TrainOptions.read({"device": "cpu"}))
     assert auto.step == "eager" and auto.conv_precision == "fp32"
-    forced = runtime_for(train_options({"train": {"device": "cpu", "step": "compiled"}}))
+    forced = runtime_for(TrainOptions.read({"device": "cpu", "step": "compiled"}))
     assert forced.step == "compiled"
     with pytest.raises(ConfigError, match=r"train.step: graph .* needs a CUDA device"):
-        runtime_for(train_options({"train": {"device": "cpu", "step": "graph"}}))
+        runtime_for(TrainOptions.read({"device": "cpu", "step": "graph"}))
     with pytest.raises(ConfigError, match=r"train.step"):
-        train_options({"train": {"step": "fast"}})
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) train.compile"):
-        train_options({"train": {"compile": True}})
+        TrainOptions.read({"step": "fast"})
+    with pytest.raises(ConfigError, match=r"unknown key train.compile"):
+        TrainOptions.read({"compile": True})
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("form", ["compiled", "graph"])
 def test_cuda_step_follows_fp32_eager(form: str) -> None:
     """On a GPU: bf16 + channels_last + the compiled/graphed step against fp32 eager."""
-    params = tiny_params(FAMILIES["preact_basic"], LR, BATCH, eval_batch_size=8, device="cuda")
-    spec = resolve_run(params, "cifar10", "tiny", "original", None, 0)
     data = learnable_data(BATCH * FULL_BATCHES + PARTIAL, n_test=12)
     runs = []
     for amp, cl, step in ((None, False, "eager"), (torch.bfloat16, True, form)):
-        torch.manual_seed(0)
-        net = build_from_spec(spec.model, spec.num_classes)
         runtime = Runtime(torch.device("cuda"), amp, cl, step=step)
-        runs.append(_trajectory(Trainer(spec, data, net, runtime)))
+        model = FAMILIES["preact_basic"]
+        trainer = tiny_trainer(model, runtime, lr=LR, batch=BATCH, data=data, eval_batch_size=8)
+        runs.append(_trajectory(trainer))
     ref, fast = runs
     gap = (fast - ref).abs()  # the bf16 tolerance of test_fast_path
     assert (gap <= 0.02 + 0.02 * ref.abs()).all(), gap.tolist()

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kdecay.config import load_params
+from kdecay.config.yaml_io import read_yaml_mapping
 from kdecay.sweep.smoke import setup_workspace
 from kdecay.sweep.tools import tool_env
 
@@ -36,7 +36,7 @@ N_RUNS = 11
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The mini workspace, committed to its git repository."""
     top = tmp_path_factory.mktemp("sweep")
-    params = load_params(ROOT / "params.smoke.yaml")
+    params = read_yaml_mapping(ROOT / "params.smoke.yaml")
     params["datasets"], params["seeds"] = ["cifar10"], [0]
     params["kdecay"]["ks"] = [1]
     (top / "mini.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -19,7 +19,8 @@ import torch
 import yaml
 
 from kdecay.cli import main as cli_main
-from kdecay.config import ConfigError, build_schedule, load_params, resolve_run
+from kdecay.config import Config, ConfigError, build_schedule
+from kdecay.config.yaml_io import read_yaml_mapping
 from kdecay.data.download import download
 from kdecay.data.prepare import prepare
 from kdecay.data.synth import make_archive
@@ -83,9 +84,9 @@ def write_params(path: Path, params: dict) -> Path:
 
 
 def spec_for(ws: Path, method: str = "original", k: float | None = None, params=None, **kw):
-    params = params or load_params(ws / "params.yaml")
-    return resolve_run(
-        params, kw.get("dataset", "cifar10"), kw.get("row", "tiny"), method, k, kw.get("seed", 0)
+    params = params or read_yaml_mapping(ws / "params.yaml")
+    return Config.from_mapping(params).run_spec(
+        kw.get("dataset", "cifar10"), kw.get("row", "tiny"), method, k, kw.get("seed", 0)
     )
 
 
@@ -199,10 +200,10 @@ def _train_cmd(params: Path, out: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_kill_9_then_resume_equals_uninterrupted(workspace: Path):
-    params = load_params(workspace / "params.yaml")
+    params = read_yaml_mapping(workspace / "params.yaml")
     params["rows"]["tiny"]["epochs"] = 6
     pfile = write_params(workspace / "params_kill.yaml", params)
-    spec = resolve_run(params, "cifar10", "tiny", "kdecay", 2.0, 0)
+    spec = Config.from_mapping(params).run_spec("cifar10", "tiny", "kdecay", 2.0, 0)
     ckpt = checkpoint_path(spec)
     out = workspace / "runs" / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -234,10 +235,10 @@ def test_kill_9_then_resume_equals_uninterrupted(workspace: Path):
 
 
 def test_changed_config_never_resumes(workspace: Path, capsys):
-    params = load_params(workspace / "params.yaml")
-    spec_a = resolve_run(params, "cifar10", "tiny", "kdecay", 1.5, 0)
+    params = read_yaml_mapping(workspace / "params.yaml")
+    spec_a = Config.from_mapping(params).run_spec("cifar10", "tiny", "kdecay", 1.5, 0)
     params["rows"]["tiny"]["optimizer"]["lr"] = 0.04
-    spec_b = resolve_run(params, "cifar10", "tiny", "kdecay", 1.5, 0)
+    spec_b = Config.from_mapping(params).run_spec("cifar10", "tiny", "kdecay", 1.5, 0)
     assert checkpoint_path(spec_a) != checkpoint_path(spec_b)
     # leave a checkpoint of config A behind, as an interrupted run would
     from kdecay.train.checkpoint import save_checkpoint
@@ -250,7 +251,7 @@ def test_changed_config_never_resumes(workspace: Path, capsys):
 
 
 def test_absurd_lr_diverges_with_exit_0(workspace: Path, capsys):
-    params = load_params(workspace / "params.yaml")
+    params = read_yaml_mapping(workspace / "params.yaml")
     params["rows"]["tiny"]["optimizer"]["lr"] = 1.0e8
     pfile = write_params(workspace / "params_div.yaml", params)
     out = workspace / "runs" / "diverged"
@@ -308,7 +309,7 @@ def test_absurd_lr_diverges_with_exit_0(workspace: Path, capsys):
         ),
         (lambda p: p["kdecay"].update(power=0), ["--k", "2"], "kdecay.power"),
         (lambda p: p["train"].update(precision="fp8"), ["--original"], "train.precision"),
-        (lambda p: p["train"].update(epochs=3), ["--original"], "unknown key(s) train.epochs"),
+        (lambda p: p["train"].update(epochs=3), ["--original"], "unknown key train.epochs"),
         (
             lambda p: p["data"].update(prepared_dir="/nonexistent/prepared"),
             ["--original"],
@@ -319,7 +320,7 @@ def test_absurd_lr_diverges_with_exit_0(workspace: Path, capsys):
 def test_bad_params_fail_before_any_work(
     workspace: Path, tmp_path: Path, capsys, edit, args, message
 ):
-    params = load_params(workspace / "params.yaml")
+    params = read_yaml_mapping(workspace / "params.yaml")
     if edit:
         edit(params)
     pfile = write_params(tmp_path / "params.yaml", params)
@@ -385,12 +386,12 @@ def test_original_and_k_together_is_a_usage_error(workspace: Path, tmp_path: Pat
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the guard is for machines without a GPU")
 def test_full_size_run_without_gpu_stops_with_estimate(workspace: Path, tmp_path: Path):
-    params = load_params(ROOT / "params.yaml")
+    params = read_yaml_mapping(ROOT / "params.yaml")
     params["data"]["prepared_dir"] = str(workspace / "prepared")
-    params["data"]["cifar10"]["md5"] = load_params(workspace / "params.yaml")["data"]["cifar10"][
-        "md5"
-    ]
-    spec = resolve_run(params, "cifar10", "wrn16_8", "original", None, 0)
+    params["data"]["cifar10"]["md5"] = read_yaml_mapping(workspace / "params.yaml")["data"][
+        "cifar10"
+    ]["md5"]
+    spec = Config.from_mapping(params).run_spec("cifar10", "wrn16_8", "original", None, 0)
     with pytest.raises(ConfigError) as err:
         train_run(spec, tmp_path / "run")
     text = str(err.value)
@@ -400,10 +401,12 @@ def test_full_size_run_without_gpu_stops_with_estimate(workspace: Path, tmp_path
 
 @pytest.mark.slow
 def test_ctrl_c_prints_one_line_and_exits_130(workspace: Path):
-    params = load_params(workspace / "params.yaml")
+    params = read_yaml_mapping(workspace / "params.yaml")
     params["rows"]["tiny"]["epochs"] = 7  # a config of its own (no kept final state to reuse)
     pfile = write_params(workspace / "params_sigint.yaml", params)
-    ckpt = checkpoint_path(resolve_run(params, "cifar10", "tiny", "kdecay", 2.0, 0))
+    ckpt = checkpoint_path(
+        Config.from_mapping(params).run_spec("cifar10", "tiny", "kdecay", 2.0, 0)
+    )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         _train_cmd(pfile, workspace / "runs" / "sigint"),

@@ -1,5 +1,6 @@
 """Tiny training runs shared by the trajectory tests (test_fast_path, test_step): a one-row
-params dict for a given model spec and a learnable synthetic CIFAR-shaped set."""
+params dict for a given model spec, a learnable synthetic CIFAR-shaped set, a Trainer built
+from both, its loss trajectory, and the tolerance test the trajectory tests share."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Any
 
 import torch
 
+from kdecay.config import Config
 from kdecay.data.prepare import PreparedData
+from kdecay.models import build_from_spec
+from kdecay.train import Runtime, Trainer
 
 
 def tiny_params(model: dict[str, Any], lr: float, batch: int, **train: Any) -> dict[str, Any]:
@@ -31,6 +35,17 @@ def tiny_params(model: dict[str, Any], lr: float, batch: int, **train: Any) -> d
     }
 
 
+def keep_rows(params: dict[str, Any], rows: list[str]) -> dict[str, Any]:
+    """``params`` with only ``rows`` (and their entries of the per-row ``sweep`` tables, which
+    may name only rows of params)."""
+    params["rows"] = {r: params["rows"][r] for r in rows}
+    for table in (params.get("sweep") or {}).values():
+        if isinstance(table, dict):
+            for row in [r for r in table if r not in rows]:
+                del table[row]
+    return params
+
+
 def learnable_data(n: int, classes: int = 10, n_test: int = 8) -> PreparedData:
     """Learnable synthetic CIFAR: each class has a mean colour, plus Gaussian pixel noise."""
     g = torch.Generator().manual_seed(123)
@@ -47,3 +62,38 @@ def learnable_data(n: int, classes: int = 10, n_test: int = 8) -> PreparedData:
         mean=(0.5, 0.5, 0.5),
         std=(0.25, 0.25, 0.25),
     )
+
+
+def tiny_trainer(
+    model: dict[str, Any],
+    runtime: Runtime,
+    *,
+    lr: float,
+    batch: int,
+    data: PreparedData,
+    seed: int = 0,
+    **train: Any,
+) -> Trainer:
+    """A Trainer of the one-row params of :func:`tiny_params` on ``data``; ``seed`` sets the
+    initial weights."""
+    spec = Config.from_mapping(tiny_params(model, lr, batch, **train)).run_spec(
+        "cifar10", "tiny", "original", None, 0
+    )
+    torch.manual_seed(seed)
+    return Trainer(spec, data, build_from_spec(spec.model, spec.num_classes), runtime)
+
+
+def epoch_losses(trainer: Trainer) -> list[torch.Tensor]:
+    """The losses of one epoch through the Trainer's own loader and train_step."""
+    trainer.model.train()
+    return [trainer.train_step(x, y)[0] for x, y in trainer.train_loader]
+
+
+def trajectory(trainer: Trainer, epochs: int = 1) -> torch.Tensor:
+    """The float losses of ``epochs`` epochs, in order."""
+    return torch.stack([loss for _ in range(epochs) for loss in epoch_losses(trainer)]).float()
+
+
+def outside(fast: torch.Tensor, ref: torch.Tensor, abs_tol: float, rel_tol: float) -> torch.Tensor:
+    """Per-step excess over ``|fast - ref| <= abs_tol + rel_tol * |ref|`` (> 0: outside)."""
+    return (fast - ref).abs() - (abs_tol + rel_tol * ref.abs())

@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kdecay.checks import ConfigError
 from kdecay.data.datasets import DATASETS
+
+if TYPE_CHECKING:
+    from kdecay.config import DataSection
 
 DESCRIPTION = (
     "Reproduce the CIFAR experiments of 'k-decay: A New Method For Learning Rate Schedule' "
@@ -32,31 +35,38 @@ def _dataset_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, choices=choices, help=" or ".join(choices))
 
 
-def _data_section(a: argparse.Namespace) -> dict[str, Any]:
-    from kdecay.config import load_params
+def _data_section(a: argparse.Namespace) -> DataSection:
+    """The params' ``data`` section, or its defaults when ``--url`` is given and there is no
+    params file (a download by hand)."""
+    from kdecay.config import DataSection, load_config
 
     use_params = a.params.is_file() or getattr(a, "url", "") is None
-    return (load_params(a.params).get("data") or {}) if use_params else {}
+    return load_config(a.params).data if use_params else DataSection()
 
 
-def _raw_dir(a: argparse.Namespace, data: dict[str, Any]) -> Path:
-    return Path(a.raw_dir) if a.raw_dir else Path(data.get("raw_dir", "data/raw")) / a.dataset
+def _raw_dir(a: argparse.Namespace, data: DataSection) -> Path:
+    return Path(a.raw_dir) if a.raw_dir else Path(data.raw_dir) / a.dataset
+
+
+def _source(data: DataSection, dataset: str, what: str) -> str | None:
+    source = data.sources.get(dataset)
+    return getattr(source, what) if source is not None else None
 
 
 def _cmd_download(a: argparse.Namespace) -> None:
     from kdecay.data.download import download
 
     data = _data_section(a)
-    ds = data.get(a.dataset, {})
-    download(a.dataset, _raw_dir(a, data), url=a.url or ds.get("url"), md5=a.md5 or ds.get("md5"))
+    url = a.url or _source(data, a.dataset, "url")
+    download(a.dataset, _raw_dir(a, data), url=url, md5=a.md5 or _source(data, a.dataset, "md5"))
 
 
 def _cmd_prepare(a: argparse.Namespace) -> None:
     from kdecay.data.prepare import prepare
 
     data = _data_section(a)
-    out = Path(a.out_dir or data.get("prepared_dir", "data/prepared"))
-    prepare(a.dataset, _raw_dir(a, data), out, md5=a.md5 or data.get(a.dataset, {}).get("md5"))
+    out = Path(a.out_dir or data.prepared_dir)
+    prepare(a.dataset, _raw_dir(a, data), out, md5=a.md5 or _source(data, a.dataset, "md5"))
 
 
 def _cmd_synth(a: argparse.Namespace) -> None:
@@ -68,11 +78,11 @@ def _cmd_synth(a: argparse.Namespace) -> None:
 
 
 def _cmd_train(a: argparse.Namespace) -> None:
-    from kdecay.config import load_params, resolve_run
+    from kdecay.config import load_config
     from kdecay.train import train_run
 
     method = "original" if a.original else "kdecay"
-    train_run(resolve_run(load_params(a.params), a.dataset, a.row, method, a.k, a.seed), a.out)
+    train_run(load_config(a.params).run_spec(a.dataset, a.row, method, a.k, a.seed), a.out)
 
 
 def _cmd_check(a: argparse.Namespace) -> None:
@@ -226,10 +236,25 @@ def _add_report_commands(sub: Any) -> None:
         ("figures", "paper_figures", "LR schedules, k-sweeps, training curves (PDF + PNG)"),
     ):
         p = sub.add_parser(name, help=what)
-        p.add_argument("--summary", type=Path, default=Path("results/summary.csv"))
+        p.add_argument(
+            "--summary",
+            type=Path,
+            default=Path("results/summary.csv"),
+            help="the summary `kdecay aggregate` wrote (default: results/summary.csv)",
+        )
         if name == "figures":
-            p.add_argument("--runs", type=Path, default=Path("results/runs"))
-        p.add_argument("--appendix", type=Path, default=Path("paper/appendix_tables.csv"))
+            p.add_argument(
+                "--runs",
+                type=Path,
+                default=Path("results/runs"),
+                help="run folders, for the training curves (default: results/runs)",
+            )
+        p.add_argument(
+            "--appendix",
+            type=Path,
+            default=Path("paper/appendix_tables.csv"),
+            help="the paper's printed numbers (default: paper/appendix_tables.csv)",
+        )
         p.add_argument("--out", type=Path, default=Path(out), help=f"default: {out}")
         _params_arg(p)
         p.set_defaults(func=_cmd_tables if name == "tables" else _cmd_figures)
@@ -258,7 +283,12 @@ def _add_tools(sub: Any) -> None:
 def _add_sweep(sub: Any) -> None:
     p = sub.add_parser("sweep", help="every stale training run on Ray or SLURM, then dvc repro")
     p.add_argument("--engine", choices=("ray", "slurm"), default="ray", help="default: ray")
-    p.add_argument("--logs", type=Path, default=Path("results/logs"), help="one log per run")
+    p.add_argument(
+        "--logs",
+        type=Path,
+        default=Path("results/logs"),
+        help="one log per run, and sweep.jsonl (default: results/logs)",
+    )
     p.add_argument("--shard", type=_shard, default=(0, 1), help="I/N: this clone's share")
     g = p.add_argument_group("ray")
     g.add_argument("--address", help="join a running Ray cluster (default: start one here)")
@@ -273,7 +303,8 @@ def _add_sweep(sub: Any) -> None:
     g.add_argument(
         "--cluster",
         choices=("slurm", "local", "debug"),
-        help="submitit executor: slurm (default), or local to run the same jobs on this machine",
+        help="submitit executor: slurm (default); local runs the same jobs as processes on "
+        "this machine; debug runs them one by one inside this process (for debugging)",
     )
     _params_arg(p)
     p.set_defaults(func=_cmd_sweep)
@@ -312,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kdecay`` and ``python -m kdecay``."""
-    from kdecay.checks import DataError
+    from kdecay.checks import CommandFailedError, DataError
 
     args = build_parser().parse_args(argv)
     try:
@@ -320,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except CommandFailedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as interrupt:
         print(f"interrupted: {interrupt}" if str(interrupt) else "interrupted", file=sys.stderr)
         return 130

@@ -1,5 +1,7 @@
-"""Atomic files: every stage writes its outputs (metrics.json, history.csv, tables, figures,
-checkpoints) through :func:`atomic_write_bytes`.
+"""Atomic files: the stages write their outputs (metrics.json, history.csv, model.pt, the
+summary, tables, figures, checkpoints) through :func:`atomic_write_bytes` or
+:func:`atomic_write_many`; ``prepare`` streams its large tensor file through ``torch.save`` to a
+temporary name and renames it the same way (:func:`kdecay.data.prepare.prepare`).
 
 Every write goes to a temporary file in the same folder and is renamed over the target, so a
 kill -9 at any moment leaves either the old or the new file, never a torn one.

@@ -32,7 +32,6 @@ __all__ = [
     "kdecay_factor",
     "poly",
     "sgdr",
-    "sgdr_restarts",
     "step",
     "warmup",
 ]
@@ -230,14 +229,8 @@ def warmup(schedule: Schedule, warmup_iters: int, warmup_lr: float | None) -> Sc
     return WarmupSchedule(schedule, warmup_iters, float(warmup_lr))
 
 
-def step(
-    lr0: float,
-    milestones: Sequence[int],
-    gamma: float,
-    warmup_iters: int = 0,
-    warmup_lr: float | None = None,
-) -> Schedule:
-    """Piecewise constant ``lr0 * gamma^(milestones passed)``, optional constant warm-up."""
+def step(lr0: float, milestones: Sequence[int], gamma: float) -> StepSchedule:
+    """Piecewise constant ``lr0 * gamma^(milestones passed)`` (a warm-up: :func:`warmup`)."""
     _positive("lr0", lr0)
     _positive("gamma", gamma)
     ms = tuple(milestones)
@@ -245,7 +238,7 @@ def step(
         raise ValueError(f"milestones must be positive integers (iterations), got {list(ms)!r}")
     if any(b <= a for a, b in itertools.pairwise(ms)):
         raise ValueError(f"milestones must be strictly increasing, got {list(ms)!r}")
-    return warmup(StepSchedule(float(lr0), ms, float(gamma)), warmup_iters, warmup_lr)
+    return StepSchedule(float(lr0), ms, float(gamma))
 
 
 def sgdr(
@@ -260,16 +253,6 @@ def sgdr(
     return SgdrSchedule(
         float(lr_max), float(lr_min), float(t0), float(t_mult), float(k), int(total)
     )
-
-
-def sgdr_restarts(t0: float, t_mult: float, total: float) -> list[float]:
-    """Iterations at which SGDR restarts (cycle boundaries strictly inside (0, total])."""
-    out, end, length = [], float(t0), float(t0)
-    while end <= total:
-        out.append(end)
-        length *= t_mult
-        end += length
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,11 +276,6 @@ class LRSchedule(LRScheduler):
 
     def _get_closed_form_lr(self) -> list[float]:
         return self.get_lr()
-
-    @property
-    def iteration(self) -> int:
-        """Number of :meth:`step` calls since construction (the t of the current LR)."""
-        return int(self.last_epoch)
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_epoch": int(self.last_epoch), "last_lr": list(self.get_last_lr())}

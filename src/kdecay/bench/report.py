@@ -10,14 +10,13 @@ import torch
 
 from kdecay.bench.pipelines import PIPELINES
 from kdecay.bench.targets import BenchTarget
-from kdecay.config import resolve_run, row_names
-from kdecay.report.aggregate import expected_runs
+from kdecay.config import Config
 
 __all__ = ["render_markdown", "sweep_estimate"]
 
 
 def sweep_estimate(
-    params: dict[str, Any],
+    config: Config,
     targets: Sequence[BenchTarget],
     results: Sequence[dict[str, Any]],
     device: torch.device,
@@ -28,23 +27,17 @@ def sweep_estimate(
     evaluation of the 10,000 test images per ``train.eval_every`` epochs (as ``train_run``
     evaluates). Runs whose row was not benchmarked are left out (``complete`` is then false).
     """
-    datasets = params.get("datasets") or ["cifar10"]
     by_row = {row: t for t in targets for row in t.rows}
     measured = {m["name"]: m for m in results}
-    specs = {
-        row: resolve_run(params, datasets[0], row, "original", None, 0) for row in row_names(params)
-    }
-    epochs = {row: spec.epochs for row, spec in specs.items()}
-    runs = expected_runs(params)
-    covered = [
-        measured[by_row[r["row"]].name] | {"row": r["row"]} for r in runs if r["row"] in by_row
-    ]
+    epochs = {row: recipe.epochs for row, recipe in config.rows.items()}
+    runs = config.runs()
+    covered = [measured[by_row[r.row].name] | {"row": r.row} for r in runs if r.row in by_row]
     hours = {
         kind: sum(epochs[m["row"]] * m[kind]["seconds_per_epoch"] for m in covered) / 3600
         for kind in PIPELINES
     }
     evals = sum(
-        (epochs[m["row"]] // specs[m["row"]].train.eval_every) * m["ours_step"]["eval_seconds"]
+        (epochs[m["row"]] // config.train.eval_every) * m["ours_step"]["eval_seconds"]
         for m in covered
     )
     unit = "GPU-hours" if device.type == "cuda" else "CPU-hours"
@@ -54,7 +47,7 @@ def sweep_estimate(
         "runs_total": len(runs),
         "runs_covered": len(covered),
         "complete": len(covered) == len(runs),
-        "rows_missing": sorted({r["row"] for r in runs} - set(by_row)),
+        "rows_missing": sorted({r.row for r in runs} - set(by_row)),
         "epochs_covered": sum(epochs[m["row"]] for m in covered),
         "hours": hours,
         "eval_hours": evals / 3600,

@@ -9,7 +9,7 @@ ends with; seconds per 50,000-image epoch = full batches x seconds per full step
 step (median over the passes, with min and max). The report gives images/s, the ratio to the
 standard pipeline, MFU against a matmul peak *measured in the same run*, peak device memory,
 one evaluation pass, and the device-hours of the default sweep (:mod:`kdecay.bench.report`).
-With ``shared=N`` (CUDA only) it also runs 1..N concurrent processes of the thinnest model
+With ``shared=N`` (CUDA only) it also runs 1..N concurrent processes of each selected model
 (:mod:`kdecay.bench.shared`).
 """
 
@@ -39,7 +39,7 @@ from kdecay.bench.shared import bench_shared
 from kdecay.bench.targets import BenchTarget, select_targets
 from kdecay.bench.timing import free, measure_peak_flops
 from kdecay.checks import ConfigError, check_int
-from kdecay.config import load_params
+from kdecay.config import load_config
 from kdecay.fileio import write_json
 from kdecay.models import build_from_spec, count_params, forward_macs
 from kdecay.train import Runtime, runtime_for
@@ -206,8 +206,8 @@ def run_bench(
         "passes": check_int(repeats, "--repeats", low=1, error=ConfigError),
     }
     shared = check_int(shared, "--shared", low=0, error=ConfigError)
-    params = load_params(params_file)
-    targets = select_targets(params, models)
+    config = load_config(params_file)
+    targets = select_targets(config, models)
     runtime = runtime_for(targets[0].spec.train, device)
     runtime = dataclasses.replace(runtime, step=_step_form(runtime, step))
     log(f"[bench] device {runtime.device_name()}; measuring peak matmul rate ...")
@@ -233,7 +233,7 @@ def run_bench(
         "peak": peak,
         "epoch_images": EPOCH_IMAGES,
         "models": results,
-        "sweep": sweep_estimate(params, targets, results, runtime.device),
+        "sweep": sweep_estimate(config, targets, results, runtime.device),
         "shared": shared_out,
     }
     _write(report, Path(out_dir), log)

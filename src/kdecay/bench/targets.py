@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kdecay.checks import ConfigError
-from kdecay.config import RunSpec, resolve_run, row_names
+from kdecay.config import Config, RunSpec
 
 __all__ = ["BenchTarget", "select_targets"]
 
@@ -30,20 +30,20 @@ def _group_key(model: Any, batch_size: int) -> str:
     return json.dumps({"model": model, "batch_size": batch_size}, sort_keys=True, default=str)
 
 
-def select_targets(params: dict[str, Any], models: Sequence[str] | None) -> list[BenchTarget]:
+def select_targets(config: Config, models: Sequence[str] | None) -> list[BenchTarget]:
     """The architectures to benchmark, from row names or registry model names.
 
     ``None`` selects every distinct (model, batch size) pair of the rows, in row order. A row
     name selects its row's pair; a registry model name selects every pair whose row uses that
     model. Raises :class:`ConfigError` for an unknown name, listing the known rows and models.
     """
-    datasets = params.get("datasets") or ["cifar10"]
-    if not isinstance(datasets, list):
-        raise ConfigError("datasets must be a list of dataset names")
     groups: dict[str, BenchTarget] = {}
     row_key: dict[str, str] = {}
-    for row in row_names(params):
-        spec = resolve_run(params, datasets[0], row, "original", None, 0)
+    for row, recipe in config.rows.items():
+        method = "original" if recipe.has_original_stage else "kdecay"
+        spec = config.run_spec(
+            config.datasets[0], row, method, None if method == "original" else 1.0, 0
+        )
         key = _group_key(spec.model, spec.batch_size)
         row_key[row] = key
         if key in groups:

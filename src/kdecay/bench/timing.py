@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["cycle", "free", "measure_peak_flops", "sync", "time_calls", "time_passes"]
+__all__ = ["cycle", "free", "measure_peak_flops", "sync", "time_passes"]
 
 
 def sync(device: torch.device) -> None:
@@ -31,24 +31,6 @@ def cycle(loader: Iterable[Any]) -> Iterator[Any]:
     """Iterate ``loader`` again and again."""
     while True:
         yield from loader
-
-
-def time_calls(
-    call: Callable[[], Any], warmup: int, steps: int, device: torch.device
-) -> tuple[float, Any]:
-    """Run ``warmup`` then ``steps`` calls; seconds of the timed ones and the last result.
-
-    The device is synchronised before each clock read, never inside the loop.
-    """
-    result = None
-    for _ in range(warmup):
-        result = call()
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        result = call()
-    sync(device)
-    return time.perf_counter() - t0, result
 
 
 def time_passes(

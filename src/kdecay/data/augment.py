@@ -127,7 +127,8 @@ def crop_flip(
 ) -> torch.Tensor:
     """Pad, crop at ``offsets`` and flip where ``flips``, vectorised (no loop over samples).
 
-    This is the code path of :class:`GpuLoader`.
+    :class:`GpuLoader` cuts a whole epoch at once through ``PackedImages.crop``; this
+    per-batch form is the reference the loader tests compare it with.
 
     Args:
         images: ``uint8 [B, C, H, W]`` (``C <= 4``).

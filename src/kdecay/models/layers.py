@@ -216,7 +216,6 @@ class PreActClassifier(nn.Module):
         self.bn_final = nn.BatchNorm2d(in_channels)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_channels, num_classes)
-        self.num_features = in_channels
         he_init_(self, self.conv_init, self.bn_init)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

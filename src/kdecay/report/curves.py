@@ -8,18 +8,16 @@ data, and epoch ticks are integers.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from kdecay.config import row_names
-from kdecay.report.aggregate import is_original_sgdr, run_dir
+from kdecay.config import Config, run_folder
 from kdecay.report.plotdata import read_history
+from kdecay.report.summary import read_metrics
 from kdecay.report.tables import DATASET_TITLES
 
 __all__ = ["curves_figure", "visible_range"]
@@ -47,22 +45,16 @@ def _lines(cells: pd.DataFrame, dataset: str, row: str, sgdr: bool) -> list[tupl
     return lines
 
 
-def _history(runs_root: Path, params: dict[str, Any], run: dict[str, Any]) -> pd.DataFrame | None:
-    epochs = int(params["rows"][run["row"]]["epochs"])
-    for seed in sorted(int(s) for s in params.get("seeds", [0])):
-        folder = run_dir(runs_root, {**run, "seed": seed})
-        completed = _completed(folder / "metrics.json")
-        h = read_history(folder / "history.csv", epochs if completed else None)
+def _history(runs_root: Path, config: Config, key: tuple[str, str, str]) -> pd.DataFrame | None:
+    """The history of the smallest seed of ``(dataset, row, method folder)`` that has one."""
+    for seed in sorted(config.seeds):
+        folder = run_folder(runs_root, *key, seed)
+        completed = (read_metrics(folder / "metrics.json", quiet=True) or {}).get("status")
+        epochs = config.rows[key[1]].epochs if completed == "completed" else None
+        h = read_history(folder / "history.csv", epochs)
         if h is not None:
             return h
     return None
-
-
-def _completed(metrics: Path) -> bool:
-    try:
-        return json.loads(metrics.read_text()).get("status") == "completed"
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return False
 
 
 def visible_range(curves: list[pd.DataFrame]) -> tuple[float, float]:
@@ -77,13 +69,13 @@ def visible_range(curves: list[pd.DataFrame]) -> tuple[float, float]:
 
 
 def _panel(
-    ax: Axes, runs_root: Path, params: dict[str, Any], cells: pd.DataFrame, key: tuple[str, str]
+    ax: Axes, runs_root: Path, config: Config, cells: pd.DataFrame, key: tuple[str, str]
 ) -> None:
     dataset, row = key
     drawn = []
-    sgdr = is_original_sgdr(params["rows"][row])
+    sgdr = not config.rows[row].has_original_stage
     for method, colour, label in _lines(cells, dataset, row, sgdr):
-        h = _history(runs_root, params, {"dataset": dataset, "row": row, "method": method})
+        h = _history(runs_root, config, (dataset, row, method))
         if h is None:
             continue
         err = h["test_error"]
@@ -97,19 +89,19 @@ def _panel(
         ax.text(0.5, 0.6, "no runs yet", transform=ax.transAxes, ha="center", color="0.4")
         ax.set_yticks([])
     ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)} / {row}")
-    ax.set_xlim(0, params["rows"][row].get("epochs", None))
+    ax.set_xlim(1, max(config.rows[row].epochs, 2))  # the first point is epoch 1
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
 
 
-def curves_figure(params: dict[str, Any], cells: pd.DataFrame, runs_root: Path) -> Figure:
+def curves_figure(config: Config, cells: pd.DataFrame, runs_root: Path) -> Figure:
     """One panel per (row, dataset), legends to the right of each panel."""
-    rows, datasets = row_names(params), params["datasets"]
+    rows, datasets = list(config.rows), config.datasets
     fig = Figure(figsize=(5.6 * len(datasets), 1.7 * len(rows) + 0.6), layout="constrained")
     axes = fig.subplots(len(rows), len(datasets), squeeze=False)
     for i, row in enumerate(rows):
         for j, dataset in enumerate(datasets):
-            _panel(axes[i][j], runs_root, params, cells, (dataset, row))
+            _panel(axes[i][j], runs_root, config, cells, (dataset, row))
             if i == len(rows) - 1:
                 axes[i][j].set_xlabel("epoch")
             if j == 0:

@@ -1,7 +1,7 @@
 """Summary + runs + the paper's appendix -> the figures (each as PDF and PNG).
 
 * ``lr_schedules``: per row, the schedules the runs use (the original recipe and the k-decay
-  schedule of every swept k, through :func:`kdecay.config.build_schedule`).
+  schedule of every swept k, through :func:`kdecay.config.schedule_of`).
 * ``ksweep``: final test error against k per dataset, one line per table row, with our
   original-recipe error and the paper's numbers overlaid.
 * ``curves``: test error over epochs: original recipe, k = 1 control and our best k, per
@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import Any
 
 import matplotlib as mpl
 import numpy as np
@@ -25,11 +24,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from kdecay.config import build_schedule, load_params, resolve_run, row_names
+from kdecay.config import Config, load_config, schedule_of
 from kdecay.data.datasets import DATASETS
 from kdecay.fileio import atomic_write_many
-from kdecay.report.aggregate import is_original_sgdr, read_summary
 from kdecay.report.curves import curves_figure
+from kdecay.report.summary import read_summary
 from kdecay.report.tables import DATASET_TITLES, load_appendix
 from kdecay.schedules import Schedule
 
@@ -49,14 +48,14 @@ STAR = {"ls": "none", "marker": "*", "ms": 10, "mec": "black", "mew": 0.5, "zord
 PAPER_ORIG = {"ls": "none", "marker": "<", "ms": 6, "mfc": "none", "mew": 1.2, "zorder": 5}
 
 
-def figure_title(params: dict[str, Any], text: str) -> str:
+def figure_title(config: Config, text: str) -> str:
     """``text``, prefixed with a loud SYNTHETIC marker when params say ``synthetic: true``."""
-    return (SYNTHETIC_PREFIX if params.get("synthetic") is True else "") + text
+    return (SYNTHETIC_PREFIX if config.synthetic else "") + text
 
 
-def datasets_title(params: dict[str, Any]) -> str:
+def datasets_title(config: Config) -> str:
     """``CIFAR-10 / CIFAR-100`` for the datasets of params."""
-    return " / ".join(DATASET_TITLES.get(d, d) for d in params.get("datasets", []))
+    return " / ".join(DATASET_TITLES.get(d, d) for d in config.datasets)
 
 
 def _render(fig: Figure, out: Path, name: str) -> dict[Path, bytes]:
@@ -80,46 +79,50 @@ def failed_cells(cells: pd.DataFrame, dataset: str) -> list[str]:
 
 
 def _note(ax: Axes, text: str, y: float = 0.5) -> None:
-    ax.text(0.5, y, text, transform=ax.transAxes, ha="center", va="top", color="0.4")
+    """A grey note on a white box, drawn over the lines so that none hides it."""
+    box = {"boxstyle": "round", "fc": "white", "ec": "0.8", "alpha": 0.9}
+    ax.text(0.5, y, text, transform=ax.transAxes, ha="center", va="top", color="0.4", bbox=box,
+            zorder=10, wrap=True)  # fmt: skip
 
 
-def _ks(params: dict[str, Any]) -> list[float]:
-    return sorted(float(k) for k in params["kdecay"]["ks"])
+def _ks(config: Config) -> list[float]:
+    return sorted(config.kdecay.ks)
 
 
 # ---------------------------------------------------------------------------------------------
 # (a) the schedules
 
 
-def row_schedules(params: dict[str, Any], row: str) -> tuple[int, list[tuple[str, Schedule]]]:
+def row_schedules(config: Config, row: str) -> tuple[int, list[tuple[str, Schedule]]]:
     """(iterations per epoch, [(label, schedule)]) of a row: its original recipe and the
     k-decay schedule of every swept k, built by the code the runs use
-    (:func:`kdecay.config.build_schedule`), at the row's real iterations per epoch."""
-    dataset = params["datasets"][0]
-    spec = resolve_run(params, dataset, row, "kdecay", 1.0, 0)
-    images = (params.get("smoke") or {}).get("train_images") or DATASETS[dataset].train_images
-    per_epoch = math.ceil(int(images) / spec.batch_size)  # the smoke run's sets are smaller
+    (:func:`kdecay.config.schedule_of`), at the row's real iterations per epoch. The SGDR
+    row has no separate original: its k = 1 curve is SGDR, and its label says so."""
+    dataset, recipe = config.datasets[0], config.rows[row]
+    synthetic_images = config.smoke.train_images if config.synthetic else None
+    images = synthetic_images or DATASETS[dataset].train_images
+    per_epoch = math.ceil(images / recipe.batch_size)  # the smoke run's sets are smaller
     curves = []
-    if not is_original_sgdr(params["rows"][row]):
-        original = resolve_run(params, dataset, row, "original", None, 0)
-        curves.append(("original recipe", build_schedule(original, per_epoch)))
-    for k in _ks(params):
-        label = f"k = {k:g}" + (" (control)" if k == 1.0 else "")
-        kd = resolve_run(params, dataset, row, "kdecay", k, 0)
-        curves.append((label, build_schedule(kd, per_epoch)))
+    if recipe.has_original_stage:
+        curves.append(("original recipe", schedule_of(recipe.original, recipe.epochs, per_epoch)))
+    control = " (control)" if recipe.has_original_stage else " (control = the original SGDR)"
+    for k in _ks(config):
+        label = f"k = {k:g}" + (control if k == 1.0 else "")
+        kd = recipe.kdecay_schedule(config.kdecay, k)
+        curves.append((label, schedule_of(kd, recipe.epochs, per_epoch)))
     return per_epoch, curves
 
 
-def _lr_figure(params: dict[str, Any]) -> Figure:
-    rows, ks = row_names(params), _ks(params)
+def _lr_figure(config: Config) -> Figure:
+    rows, ks = list(config.rows), _ks(config)
     cmap = mpl.colormaps["viridis"]
     colour = {f"k = {k:g}": cmap(0.1 + 0.8 * i / max(len(ks) - 1, 1)) for i, k in enumerate(ks)}
     cols = 2 if len(rows) > 1 else 1
     fig = Figure(figsize=(7.0, 2.2 * math.ceil(len(rows) / cols) + 0.8), layout="constrained")
     axes = fig.subplots(math.ceil(len(rows) / cols), cols, squeeze=False).ravel()
     for ax, row in zip(axes, rows, strict=False):
-        per_epoch, curves = row_schedules(params, row)
-        epochs = int(params["rows"][row]["epochs"])
+        per_epoch, curves = row_schedules(config, row)
+        epochs = config.rows[row].epochs
         t = np.unique(np.linspace(0, epochs * per_epoch, 800).astype(int))
         for label, f in curves:
             style = {"color": "black", "lw": 1.6, "zorder": 3} if label.startswith("orig") else {
@@ -131,10 +134,20 @@ def _lr_figure(params: dict[str, Any]) -> Figure:
         ax.grid(alpha=0.3)
     for ax in axes[len(rows) :]:
         ax.set_visible(False)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4))
+    by_label: dict[str, Line2D] = {}
+    for ax in axes[: len(rows)]:  # every label of every panel, once
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            by_label.setdefault(
+                label.split(" (")[0] if label.startswith("k = 1 ") else label, handle
+            )
+    labels = [label + (" (control)" if label == "k = 1" else "") for label in by_label]
+    fig.legend(
+        list(by_label.values()), labels, loc="outside lower center", ncol=min(len(labels), 4)
+    )
     text = "LR schedules of the runs: original recipe and k-decay, per row"
-    fig.suptitle(figure_title(params, text))
+    if any(not config.rows[r].has_original_stage for r in rows):
+        text += "\n(SGDR row: its original recipe is SGDR itself, the k = 1 line)"
+    fig.suptitle(figure_title(config, text))
     return fig
 
 
@@ -149,15 +162,16 @@ def _cell_rows(cells: pd.DataFrame, dataset: str, row: str) -> pd.DataFrame:
     return c[np.isfinite(c["mean_error"])]
 
 
-def _ksweep_figure(params: dict[str, Any], cells: pd.DataFrame, appendix: pd.DataFrame) -> Figure:
-    ks, rows, datasets = _ks(params), row_names(params), params["datasets"]
+def _ksweep_figure(config: Config, cells: pd.DataFrame, appendix: pd.DataFrame) -> Figure:
+    ks, rows, datasets = _ks(config), list(config.rows), config.datasets
     colours = mpl.colormaps["tab10"].colors
-    if params.get("synthetic") is True:  # CIFAR numbers next to synthetic data mislead
+    if config.synthetic:  # CIFAR numbers next to synthetic data mislead
         appendix = appendix.iloc[0:0]
     left = ks[0] - 0.5  # x of the paper's original-recipe markers
     n = pd.to_numeric(cells["n"], errors="coerce")
     multi_seed = bool((n >= 2).any())
-    fig = Figure(figsize=(3.5 * len(datasets) + 0.2, 4.2), layout="constrained")
+    # at least 7 inches wide: the title and the legend fit even with one dataset
+    fig = Figure(figsize=(max(3.5 * len(datasets) + 0.2, 7.0), 4.4), layout="constrained")
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     for ax, dataset in zip(axes, datasets, strict=True):
         ours = 0
@@ -185,7 +199,7 @@ def _ksweep_figure(params: dict[str, Any], cells: pd.DataFrame, appendix: pd.Dat
             _note(ax, "no result: " + "; ".join(failed), 0.12)
             print(f"figures: {dataset}: no result for " + "; ".join(failed))
         if not ours and not failed:
-            _note(ax, "no runs yet" + (" (paper values only)" if len(appendix) else ""), 0.97)
+            _note(ax, "no runs yet" + (" (paper values only)" if len(appendix) else ""), 0.5)
         ax.set(
             title=DATASET_TITLES.get(dataset, dataset),
             xlabel="k",
@@ -209,7 +223,7 @@ def _ksweep_figure(params: dict[str, Any], cells: pd.DataFrame, appendix: pd.Dat
         labels += ["paper: k-decay at its k", "paper: original recipe"]
         handles += [Line2D([], [], mfc="0.7", **STAR), Line2D([], [], mec="0.3", **PAPER_ORIG)]
     fig.legend(handles, labels, loc="outside lower center", ncol=3)
-    fig.suptitle(figure_title(params, f"{datasets_title(params)}: final test error vs k"))
+    fig.suptitle(figure_title(config, f"{datasets_title(config)}: final test error vs k"))
     return fig
 
 
@@ -221,17 +235,17 @@ def write_figures(
     Raises :class:`kdecay.config.ConfigError` when the summary, appendix or params file is
     missing.
     """
-    params = load_params(params_file)
-    _, cells = read_summary(Path(summary), params)
+    config = load_config(params_file)
+    _, cells = read_summary(Path(summary), config)
     paper = load_appendix(Path(appendix))
     out = Path(out)
     files: dict[Path, bytes] = {}
     with mpl.rc_context(STYLE):
-        files |= _render(_lr_figure(params), out, "lr_schedules")
-        files |= _render(_ksweep_figure(params, cells, paper), out, "ksweep")
-        curves = curves_figure(params, cells, Path(runs))
-        text = f"{datasets_title(params)}: test error during training (smallest seed)"
-        curves.suptitle(figure_title(params, text))
+        files |= _render(_lr_figure(config), out, "lr_schedules")
+        files |= _render(_ksweep_figure(config, cells, paper), out, "ksweep")
+        curves = curves_figure(config, cells, Path(runs))
+        text = f"{datasets_title(config)}: test error during training (smallest seed)"
+        curves.suptitle(figure_title(config, text))
         files |= _render(curves, out, "curves")
     atomic_write_many(files)  # all of them or none
     print(f"figures: wrote {', '.join(p.name for p in files)} under {out}")

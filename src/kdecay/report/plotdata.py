@@ -12,13 +12,12 @@ dvc.yaml's top-level ``plots:`` draws them with ``paper/plots/series.json`` (col
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from kdecay.config import row_names
+from kdecay.config import Config, run_folder
 from kdecay.fileio import atomic_write_bytes
-from kdecay.report.aggregate import read_csv
+from kdecay.report.summary import read_csv
 
 __all__ = ["read_history", "series_label", "write_plot_data"]
 
@@ -53,7 +52,7 @@ def _curves(runs: pd.DataFrame, runs_root: Path, dataset: str, row: str) -> pd.D
     done = runs[(runs["dataset"] == dataset) & (runs["row"] == row)]
     for method, g in done[done["status"] == "completed"].groupby("method", sort=False):
         hist = [
-            read_history(runs_root / dataset / row / method / f"seed{seed}" / "history.csv")
+            read_history(run_folder(runs_root, dataset, row, str(method), seed) / "history.csv")
             for seed in g["seed"]
         ]
         hist = [h for h in hist if h is not None]
@@ -65,14 +64,19 @@ def _curves(runs: pd.DataFrame, runs_root: Path, dataset: str, row: str) -> pd.D
 
 
 def write_plot_data(
-    runs: pd.DataFrame, cells: pd.DataFrame, runs_root: Path, params: dict[str, Any], out: Path
+    runs: pd.DataFrame, cells: pd.DataFrame, runs_root: Path, config: Config, out: Path
 ) -> list[Path]:
-    """Write the curves and k-sweep files of every dataset and row; return their paths."""
+    """Write the curves and k-sweep files of every dataset and row that has a completed run;
+    return their paths. (A row without runs gets no file, so ``dvc plots show`` draws no
+    empty chart for it.)"""
     written = []
-    for dataset in params.get("datasets", []):
-        for row in row_names(params):
+    for dataset in config.datasets:
+        for row in config.rows:
             curves = _curves(runs, runs_root, dataset, row)
             path = out / "curves" / f"{dataset}-{row}.csv"
+            if curves.empty:
+                path.unlink(missing_ok=True)
+                continue
             atomic_write_bytes(path, curves.to_csv(index=False, float_format="%.4f").encode())
             written.append(path)
         c = cells[(cells["dataset"] == dataset) & (cells["method"] != "original")]

@@ -15,11 +15,11 @@ from typing import Any
 import pandas as pd
 
 from kdecay.checks import ConfigError
-from kdecay.config import load_params, method_dir
+from kdecay.config import Config, load_config, method_dir
 from kdecay.data.datasets import DATASETS
 from kdecay.fileio import atomic_write_many
-from kdecay.report.aggregate import is_original_sgdr, read_csv, read_summary
 from kdecay.report.render import to_latex, to_markdown
+from kdecay.report.summary import read_csv, read_summary
 from kdecay.report.verdict import compare, verdict
 
 DATASET_TITLES = {name: info.title for name, info in DATASETS.items()}
@@ -71,13 +71,13 @@ def no_number_reason(*cells: dict[str, Any] | None) -> str:
 
 
 def _measured_params(
-    params: dict[str, Any], row: str, cell: dict[str, Any] | None, num_classes: int
+    config: Config, row: str, cell: dict[str, Any] | None, num_classes: int
 ) -> float:
     if cell is not None and not pd.isna(cell.get("params")):
         return float(cell["params"])
     from kdecay.models import build_from_spec, count_params  # only when no run recorded it
 
-    return float(count_params(build_from_spec(params["rows"][row]["model"], num_classes)))
+    return float(count_params(build_from_spec(config.rows[row].model, num_classes)))
 
 
 def _params_text(measured: float, printed_m: float) -> str:
@@ -94,12 +94,10 @@ def _at_paper_k_text(paper_k: float | None, ks: list[float], cell: dict[str, Any
     return f"k={paper_k:g} not swept" if paper_k not in ks else format_cell(cell)
 
 
-def _table_line(
-    a: pd.Series, dataset: str, cells: pd.DataFrame, params: dict[str, Any], ks: list[float]
-) -> dict[str, Any]:
+def _table_line(a: pd.Series, dataset: str, cells: pd.DataFrame, config: Config) -> dict[str, Any]:
     """One line of the regenerated table: display strings plus numeric companions."""
-    row = a["row"]
-    sgdr = is_original_sgdr(params["rows"][row])
+    row, ks = a["row"], list(config.kdecay.ks)
+    sgdr = not config.rows[row].has_original_stage
     orig = _cell(cells, dataset, row, method_dir("kdecay", 1.0) if sgdr else "original")
     k_cells = {k: _cell(cells, dataset, row, method_dir("kdecay", k)) for k in ks}
     done = {k: c for k, c in k_cells.items() if c is not None and int(c["n"]) > 0}
@@ -107,9 +105,9 @@ def _table_line(
     best_err = done[best_k]["mean_error"] if best_k is not None else math.nan
     paper_k = None if pd.isna(a["k"]) else float(a["k"])
     at_paper = k_cells.get(paper_k) if paper_k is not None else None
-    num_classes = 100 if dataset == "cifar100" else 10
+    num_classes = DATASETS[dataset].num_classes
     measured = _measured_params(
-        params, row, orig or (done[best_k] if best_k else None), num_classes
+        config, row, orig or (done[best_k] if best_k else None), num_classes
     )
     paper_kd = math.nan if pd.isna(a["kdecay_err"]) else float(a["kdecay_err"])
     paper_gain = float(a["original_err"]) - paper_kd
@@ -150,12 +148,11 @@ def _table_line(
 
 
 def build_table(
-    dataset: str, appendix: pd.DataFrame, cells: pd.DataFrame, params: dict[str, Any]
+    dataset: str, appendix: pd.DataFrame, cells: pd.DataFrame, config: Config
 ) -> pd.DataFrame:
     """The regenerated table of one dataset: display strings plus numeric companions."""
-    ks = [float(k) for k in params["kdecay"]["ks"]]
-    app = appendix[(appendix["dataset"] == dataset) & appendix["row"].isin(list(params["rows"]))]
-    return pd.DataFrame([_table_line(a, dataset, cells, params, ks) for _, a in app.iterrows()])
+    app = appendix[(appendix["dataset"] == dataset) & appendix["row"].isin(list(config.rows))]
+    return pd.DataFrame([_table_line(a, dataset, cells, config) for _, a in app.iterrows()])
 
 
 def footnotes(dataset: str, appendix: pd.DataFrame) -> list[str]:
@@ -181,14 +178,14 @@ def write_tables(
     summary: Path, appendix_path: Path, out: Path, params_file: Path = Path("params.yaml")
 ) -> list[Path]:
     """Write ``<dataset>.{md,tex,csv}`` per dataset and ``tables.md`` with all of them."""
-    params = load_params(params_file)
-    _, cells = read_summary(summary, params)
+    config = load_config(params_file)
+    _, cells = read_summary(summary, config)
     appendix = load_appendix(appendix_path)
-    prefix = "SYNTHETIC DATA (smoke run, not CIFAR): " if params.get("synthetic") else ""
+    prefix = "SYNTHETIC DATA (smoke run, not CIFAR): " if config.synthetic else ""
     files: dict[Path, bytes] = {}
     combined = []
-    for dataset in params.get("datasets", []):
-        table = build_table(dataset, appendix, cells, params)
+    for dataset in config.datasets:
+        table = build_table(dataset, appendix, cells, config)
         title = (
             f"{prefix}{DATASET_TITLES.get(dataset, dataset)} test error (%), "
             "paper vs this reproduction"

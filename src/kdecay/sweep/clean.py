@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from kdecay.config import load_params, resolve_run, train_options
+from kdecay.config import Config, load_config
 from kdecay.data.download import file_md5
-from kdecay.report.aggregate import expected_runs, run_dir
 
 __all__ = ["clean_checkpoints"]
 
@@ -34,13 +32,8 @@ def _locked_md5(lock: Path) -> dict[str, str]:
     }
 
 
-def _runs_by_hash(params: dict[str, Any], runs_root: Path) -> dict[str, Path]:
-    out = {}
-    for run in expected_runs(params):
-        method = "original" if run["method"] == "original" else "kdecay"
-        spec = resolve_run(params, run["dataset"], run["row"], method, run["k"], run["seed"])
-        out[spec.config_hash()] = run_dir(runs_root, run)
-    return out
+def _runs_by_hash(config: Config, runs_root: Path) -> dict[str, Path]:
+    return {config.spec(run).config_hash(): run.out_dir(runs_root) for run in config.runs()}
 
 
 def clean_checkpoints(
@@ -49,11 +42,11 @@ def clean_checkpoints(
     runs_root: Path = Path("results/runs"),
 ) -> list[Path]:
     """Remove the checkpoint folders of recorded runs and of stale configs; return them."""
-    params = load_params(params_file)
-    root = Path(train_options(params).checkpoint_dir)
+    config = load_config(params_file)
+    root = Path(config.train.checkpoint_dir)
     if not root.is_dir():
         return []
-    locked, runs, removed = _locked_md5(lock), _runs_by_hash(params, runs_root), []
+    locked, runs, removed = _locked_md5(lock), _runs_by_hash(config, runs_root), []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         run = runs.get(folder.name)
         if run is None:

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kdecay.checks import ConfigError, check_int, check_number
-from kdecay.config import load_params, row_names
+from kdecay.checks import ConfigError, check_int
+from kdecay.config import Config, load_config
 from kdecay.sweep.engines import StageCommand
 from kdecay.sweep.stages import TrainStage, adoptable, commit_stage, stale_training_stages
 from kdecay.sweep.tools import tool_env
 from kdecay.train.provenance import fmt_seconds
 
-__all__ = ["ExtraMissingError", "SweepOptions", "run_sweep", "sweep_resources"]
+__all__ = ["ExtraMissingError", "SweepOptions", "run_sweep"]
 
 EXTRAS = {"ray": ("ray", "ray"), "slurm": ("submitit", "slurm")}
 
@@ -118,33 +118,6 @@ def check_engine_options(opts: SweepOptions) -> None:
         )
 
 
-def sweep_resources(params: dict[str, Any]) -> tuple[dict[str, float], float]:
-    """``sweep.gpu_fraction.<row>`` (default 1: a whole GPU) and ``sweep.cpus_per_run``."""
-    section = params.get("sweep") or {}
-    fractions = section.get("gpu_fraction") or {}
-    if not isinstance(fractions, dict):
-        raise ConfigError("sweep.gpu_fraction must map row names to fractions of a GPU")
-    rows = row_names(params)
-    unknown = sorted(set(fractions) - set(rows))
-    if unknown:
-        raise ConfigError(f"sweep.gpu_fraction: unknown row(s) {unknown}; rows are {rows}")
-    out = {
-        row: check_number(
-            fractions.get(row, 1),
-            f"sweep.gpu_fraction.{row}",
-            low=0,
-            low_open=True,
-            high=1,
-            error=ConfigError,
-        )
-        for row in rows
-    }
-    cpus = check_number(
-        section.get("cpus_per_run", 1), "sweep.cpus_per_run", low=0, error=ConfigError
-    )
-    return out, cpus
-
-
 def _dvc(root: Path, *args: str) -> None:
     print(f"$ dvc {' '.join(args)}", flush=True)
     proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=tool_env())
@@ -208,13 +181,10 @@ def _jobs(root: Path, stages: list[TrainStage], logs: dict[str, Path]) -> list[S
 
 
 def _run_stages(
-    root: Path,
-    stages: list[TrainStage],
-    opts: SweepOptions,
-    sweep_section: tuple[dict[str, float], float],
+    root: Path, stages: list[TrainStage], opts: SweepOptions, config: Config
 ) -> Progress:
     """Run the stages on the engine, committing each finished one at once."""
-    fractions, cpus = sweep_section
+    fractions, cpus = config.sweep.gpu_fraction, config.sweep.cpus_per_run
     resources = {s.name: (fractions[s.row], cpus) for s in stages}
     progress = Progress(stages, opts.log_dir)
     events = opts.log_dir / "sweep.jsonl"
@@ -250,6 +220,19 @@ def _run_stages(
     return progress
 
 
+def _preflight(opts: SweepOptions) -> Config:
+    """``kdecay check``'s checks before any work: params, dvc.yaml against the runs, and,
+    where the runs train on this machine (a Ray started here), the GPU refusal. On SLURM or
+    an existing Ray cluster the runs train on other machines, whose GPUs this one cannot see."""
+    from kdecay.sweep.preflight import check_config, check_machine
+
+    config = load_config(opts.params_file)
+    check_config(config, params_file=opts.params_file)
+    if opts.engine == "ray" and opts.address is None:
+        check_machine(config)
+    return config
+
+
 def run_sweep(opts: SweepOptions) -> int:
     """The whole pipeline with the training stages on an engine; returns the failed runs."""
     require_extra(opts.engine)
@@ -257,7 +240,7 @@ def run_sweep(opts: SweepOptions) -> int:
     check_int(count, "--shard (N of I/N)", low=1, error=ConfigError)
     check_int(index, "--shard (I of I/N)", low=0, high=count - 1, error=ConfigError)
     check_engine_options(opts)
-    sweep_section = sweep_resources(load_params(opts.params_file))  # fails before any work
+    config = _preflight(opts)  # bad params or no GPU: fails before any download
     root = Path.cwd()
     _dvc(root, "repro", "download", "prepare")
     stages = _adopt_finished(root, stale_training_stages(root, opts.params_file))
@@ -267,7 +250,7 @@ def run_sweep(opts: SweepOptions) -> int:
         + (f" (shard {index}/{count})" if count > 1 else ""),
         flush=True,
     )
-    progress = _run_stages(root, stages, opts, sweep_section) if stages else None
+    progress = _run_stages(root, stages, opts, config) if stages else None
     if progress and progress.failed:
         print(f"[sweep] {len(progress.failed)} run(s) failed; the others are recorded:")
         for name in progress.failed:

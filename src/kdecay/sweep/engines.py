@@ -148,15 +148,15 @@ def _executor(folder: Path, cluster: str, options: dict[str, Any]) -> Any:
     gpus = options.get("gpus_per_job", 1)
     if cluster == "slurm":
         executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
-        params = {
+        settings = {
             "timeout_min": timeout_min,
             "gpus_per_node": gpus,
             "cpus_per_task": options.get("cpus_per_job", 4),
             "slurm_array_parallelism": options.get("array_parallelism", 64),
         }
         if options.get("partition"):
-            params["slurm_partition"] = options["partition"]
-        executor.update_parameters(**params)
+            settings["slurm_partition"] = options["partition"]
+        executor.update_parameters(**settings)
         return executor
     if cluster == "local":
         executor = submitit.LocalExecutor(folder=str(folder))

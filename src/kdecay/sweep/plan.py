@@ -11,37 +11,24 @@ from __future__ import annotations
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from kdecay.checks import ConfigError, check_number
-from kdecay.config import load_params, resolve_run, row_names
+from kdecay.config import Config, load_config
 from kdecay.data.datasets import DATASETS
-from kdecay.report.aggregate import expected_runs
 
 __all__ = ["plan", "render_plan"]
 
 
-def _seconds_per_epoch(params: dict[str, Any], row: str) -> float | None:
-    table = (params.get("sweep") or {}).get("seconds_per_epoch") or {}
-    if row not in table:
-        return None
-    return check_number(
-        table[row], f"sweep.seconds_per_epoch.{row}", low=0, low_open=True, error=ConfigError
-    )
-
-
-def plan(params: dict[str, Any]) -> pd.DataFrame:
+def plan(config: Config) -> pd.DataFrame:
     """One line per (dataset, row): runs, epochs, steps, estimated hours (NaN if no rate)."""
-    counts = Counter((r["dataset"], r["row"]) for r in expected_runs(params))
+    counts = Counter((r.dataset, r.row) for r in config.runs())
     lines = []
-    for dataset in params.get("datasets", []):
-        for row in row_names(params):
+    for dataset in config.datasets:
+        for row, spec in config.rows.items():
             n = counts[(dataset, row)]
-            spec = resolve_run(params, dataset, row, "kdecay", 1.0, 0)
             per_epoch = math.ceil(DATASETS[dataset].train_images / spec.batch_size)
-            rate = _seconds_per_epoch(params, row)
+            rate = config.sweep.seconds_per_epoch.get(row)
             lines.append(
                 {
                     "dataset": dataset,
@@ -82,6 +69,6 @@ def render_plan(table: pd.DataFrame) -> str:
 
 def print_plan(params_file: Path) -> pd.DataFrame:
     """``kdecay plan``: print the plan of ``params_file``."""
-    table = plan(load_params(params_file))
+    table = plan(load_config(params_file))
     print(render_plan(table), end="")
     return table

@@ -1,73 +1,47 @@
-"""``kdecay check``: validate a params file and the machine before ``dvc repro`` starts.
+"""``kdecay check``: validate a params file, dvc.yaml and the machine before ``dvc repro``.
 
-Runs in seconds, before anything is downloaded: every list-valued key DVC expands into
-stages (``datasets``, ``seeds``, ``kdecay.ks``) is a non-empty list of valid values, every run
-of the pipeline resolves (:func:`kdecay.config.resolve_run`), every row's model spec builds,
-and, without a GPU, no full-size run would start weeks of CPU training.
+Runs in seconds, before anything is downloaded: the params load as one typed configuration
+(:func:`kdecay.config.load_config`: every key known, every value in range, no repeated seed
+or k), every run resolves, every row's model builds, the training stages dvc.yaml renders are
+exactly :meth:`kdecay.config.Config.runs` (same stage names, same output folders), and,
+without a GPU, no full-size run would start weeks of CPU training.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from kdecay.checks import ConfigError, check_int, check_number
-from kdecay.config import load_params, resolve_run, row_names, train_options
+from kdecay.checks import ConfigError
+from kdecay.config import Config, load_config
 from kdecay.data.datasets import DATASETS
 from kdecay.models import build_from_spec, forward_macs
-from kdecay.report.aggregate import expected_runs
 from kdecay.train.provenance import estimated_cpu_hours
 from kdecay.train.runtime import select_device
 
-__all__ = ["check_params", "preflight"]
+__all__ = ["check_config", "check_dvc_stages", "check_machine", "preflight"]
+
+TRAIN_PREFIXES = ("train_original@", "train_kdecay@")
 
 
-def _list(params: dict[str, Any], key: str) -> list[Any]:
-    node: Any = params
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    if not isinstance(node, list) or not node:
-        raise ConfigError(
-            f"{key} must be a non-empty YAML list (e.g. {key}: [1, 2]), got {node!r}: DVC "
-            "expands it into one stage per value"
-        )
-    return node
-
-
-def check_lists(params: dict[str, Any]) -> None:
-    """``datasets``, ``seeds`` and ``kdecay.ks`` are non-empty lists of valid values."""
-    for d in _list(params, "datasets"):
-        if d not in DATASETS:
-            raise ConfigError(
-                f"datasets: {d!r} is not supported; this pipeline reproduces "
-                f"{', '.join(DATASETS)} (the datasets of the paper's tables)"
-            )
-    for s in _list(params, "seeds"):
-        check_int(s, "seeds: each seed", low=0, error=ConfigError)
-    for k in _list(params, "kdecay.ks"):
-        check_number(k, "kdecay.ks: each k", low=0, low_open=True, error=ConfigError)
-
-
-def _row_models(params: dict[str, Any]) -> dict[str, int]:
+def _row_macs(config: Config) -> dict[str, int]:
     """Forward MACs of every row's model (built on the meta device: no memory, no time)."""
     macs = {}
-    for row in row_names(params):
-        spec = params["rows"][row].get("model")
+    for row, recipe in config.rows.items():
         try:
             with torch.device("meta"):
-                model = build_from_spec(spec, 10)
+                model = build_from_spec(recipe.model, 10)
         except (ValueError, TypeError) as err:
             raise ConfigError(f"rows.{row}.model: {err}") from err
         macs[row] = forward_macs(model)
     return macs
 
 
-def check_save_weights(params: dict[str, Any], dvc_yaml: Path = Path("dvc.yaml")) -> None:
+def check_save_weights(config: Config, dvc_yaml: Path = Path("dvc.yaml")) -> None:
     """The pipeline tracks every run's ``model.pt``: ``train.save_weights: false`` would make
     each training stage fail DVC's output check after hours of training."""
-    if train_options(params).save_weights or not dvc_yaml.is_file():
+    if config.train.save_weights or not dvc_yaml.is_file():
         return
     if "model.pt" in dvc_yaml.read_text():
         raise ConfigError(
@@ -77,48 +51,84 @@ def check_save_weights(params: dict[str, Any], dvc_yaml: Path = Path("dvc.yaml")
         )
 
 
-def check_params(params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every check that needs no data; returns the expected runs."""
-    check_lists(params)
-    check_save_weights(params)
-    runs = expected_runs(params)
-    for run in runs:
-        method = "original" if run["method"] == "original" else "kdecay"
-        resolve_run(params, run["dataset"], run["row"], method, run["k"], run["seed"])
-    return runs
+def _rendered_training_stages(root: Path) -> dict[str, set[str]]:
+    """``{stage name: its output folders}`` of every training stage dvc.yaml renders."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return {
+            stage.addressing: {str(Path(out.def_path).parent) for out in stage.outs}
+            for stage in repo.index.stages
+            if stage.addressing.startswith(TRAIN_PREFIXES)
+        }
 
 
-def _check_machine(
-    params: dict[str, Any], runs: list[dict[str, Any]], macs: dict[str, int]
-) -> None:
-    """Without CUDA and with ``train.device: auto``, refuse runs over train.cpu_max_hours."""
-    first = runs[0]
-    options = resolve_run(params, first["dataset"], first["row"], "kdecay", 1.0, 0).train
-    if select_device(options.device).type == "cuda" or options.device != "auto":
-        return
-    too_long = {}
-    for row in {r["row"] for r in runs}:
-        epochs = resolve_run(params, first["dataset"], row, "kdecay", 1.0, 0).epochs
-        images = DATASETS[first["dataset"]].train_images
-        hours = estimated_cpu_hours(macs[row], images, epochs)
-        if hours > options.cpu_max_hours:
-            too_long[row] = hours
-    if too_long:
-        worst = max(too_long, key=too_long.get)
-        total = sum(too_long[r["row"]] for r in runs if r["row"] in too_long)
+def check_dvc_stages(config: Config, root: Path = Path()) -> int:
+    """The training stages of ``root/dvc.yaml`` are exactly ``config.runs()``; returns their
+    number. Differences are named (a row list in dvc.yaml that lost a row, a k DVC writes in
+    another folder, the SGDR row's missing original stage)."""
+    rendered = _rendered_training_stages(root)
+    runs = {run.stage: str(run.out_dir()) for run in config.runs()}
+    extra, missing = sorted(set(rendered) - set(runs)), sorted(set(runs) - set(rendered))
+    moved = [n for n in rendered if n in runs and rendered[n] != {runs[n]}]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} run(s) of params have no stage (e.g. {missing[0]})")
+    if extra:
+        problems.append(f"{len(extra)} stage(s) are no run of params (e.g. {extra[0]})")
+    if moved:
+        problems.append(f"{moved[0]} writes to {sorted(rendered[moved[0]])}, not {runs[moved[0]]}")
+    if problems:
         raise ConfigError(
-            f"no GPU (CUDA) is visible, and {sum(r['row'] in too_long for r in runs)} runs of "
-            f"this params file are full-size (rows.{worst}: about {too_long[worst]:.0f} "
-            f"CPU-hours per run; about {total:.0f} CPU-hours in all, > train.cpu_max_hours = "
+            "dvc.yaml's training stages and params disagree: " + "; ".join(problems) + ". The "
+            "row lists of dvc.yaml's train_original/train_kdecay matrices must be params' rows "
+            "(without the SGDR row in train_original)"
+        )
+    return len(rendered)
+
+
+def check_config(config: Config, root: Path = Path(), params_file: Path | None = None) -> None:
+    """Every check that needs no data: each run resolves, each model builds, and (when
+    ``params_file`` is the params.yaml DVC reads beside dvc.yaml) dvc.yaml agrees."""
+    check_save_weights(config, root / "dvc.yaml")
+    for run in config.runs():
+        config.spec(run)
+    _row_macs(config)
+    reads_dvc = params_file is None or params_file.resolve() == (root / "params.yaml").resolve()
+    if reads_dvc and (root / "dvc.yaml").is_file() and (root / ".dvc").is_dir():
+        check_dvc_stages(config, root)
+
+
+def check_machine(config: Config) -> None:
+    """Without CUDA and with ``train.device: auto``, refuse runs over train.cpu_max_hours."""
+    options = config.train
+    if options.device != "auto" or select_device(options.device).type == "cuda":
+        return
+    macs, runs = _row_macs(config), config.runs()
+    hours = {
+        (run.dataset, run.row): estimated_cpu_hours(
+            macs[run.row], DATASETS[run.dataset].train_images, config.rows[run.row].epochs
+        )
+        for run in runs
+    }
+    too_long = [run for run in runs if hours[(run.dataset, run.row)] > options.cpu_max_hours]
+    if too_long:
+        worst = max(too_long, key=lambda r: hours[(r.dataset, r.row)])
+        total = sum(hours[(r.dataset, r.row)] for r in too_long)
+        raise ConfigError(
+            f"no GPU (CUDA) is visible, and {len(too_long)} runs of this params file are "
+            f"full-size (rows.{worst.row}: about {hours[(worst.dataset, worst.row)]:,.0f} "
+            f"CPU-hours per run; about {total:,.0f} CPU-hours in all, > train.cpu_max_hours = "
             f"{options.cpu_max_hours:g} per run). Nothing was downloaded. Run `make repro` on a "
             "GPU machine; `make smoke` runs the whole pipeline on synthetic data with tiny "
-            "models on this CPU in minutes; set train.device: cpu to force the CPU anyway."
+            "models on this CPU (its duration: README, `make smoke`); set train.device: cpu "
+            "to force the CPU anyway."
         )
 
 
 def preflight(params_file: Path) -> None:
-    """``kdecay check``: params and machine checks; prints one line when all is well."""
-    params = load_params(params_file)
-    runs = check_params(params)
-    _check_machine(params, runs, _row_models(params))
-    print(f"check: {params_file} is valid: {len(runs)} runs; this machine can run them")
+    """``kdecay check``: params, dvc.yaml and machine checks; one line when all is well."""
+    config = load_config(params_file)
+    check_config(config, params_file=params_file)
+    check_machine(config)
+    print(f"check: {params_file} is valid: {len(config.runs())} runs; this machine can run them")

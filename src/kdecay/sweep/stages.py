@@ -8,14 +8,12 @@ recorded by ``Repo.commit`` of that one stage (which also fills DVC's run-cache,
 
 from __future__ import annotations
 
-import json
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from kdecay.checks import ConfigError
-from kdecay.config import RunSpec, load_params, resolve_run
+from kdecay.config import RunSpec, load_config
+from kdecay.report.summary import read_metrics
 
 __all__ = ["TrainStage", "adoptable", "commit_stage", "stale_training_stages"]
 
@@ -38,24 +36,13 @@ class TrainStage:
         return self.name.replace("@", "_")
 
 
-def _parse_train_cmd(cmd: str, params: dict[str, Any]) -> tuple[RunSpec, Path]:
-    """The RunSpec and output folder of a ``kdecay train ...`` stage command."""
-    from kdecay.cli import build_parser
-
-    argv = shlex.split(cmd)
-    if argv[:2] != ["kdecay", "train"]:
-        raise ConfigError(f"dvc.yaml: a training stage must run `kdecay train`, got {cmd!r}")
-    a = build_parser().parse_args(argv[1:])
-    method = "original" if a.original else "kdecay"
-    spec = resolve_run(params, a.dataset, a.row, method, a.k, a.seed)
-    return spec, Path(a.out)
-
-
 def stale_training_stages(root: Path, params_file: Path) -> list[TrainStage]:
-    """Every training stage DVC reports as changed (``dvc status``), in dvc.yaml order."""
+    """Every training stage DVC reports as changed (``dvc status``), in dvc.yaml order, each
+    matched to its run of :meth:`kdecay.config.Config.runs` by its stage name."""
     from dvc.repo import Repo
 
-    params = load_params(params_file)
+    config = load_config(params_file)
+    runs = {run.stage: run for run in config.runs()}
     with Repo(str(root)) as repo:
         stages = [s for s in repo.index.stages if s.addressing.startswith(TRAIN_PREFIXES)]
         changed = repo.status(targets=[s.addressing for s in stages]) if stages else {}
@@ -63,9 +50,15 @@ def stale_training_stages(root: Path, params_file: Path) -> list[TrainStage]:
         for stage in stages:
             if stage.addressing not in changed:
                 continue
+            run = runs.get(stage.addressing)
+            if run is None:
+                raise ConfigError(
+                    f"dvc.yaml's stage {stage.addressing} is not a run of {params_file}: "
+                    "`kdecay check` names every difference between the two"
+                )
             cmd = stage.cmd if isinstance(stage.cmd, str) else " ".join(stage.cmd)
-            spec, out_dir = _parse_train_cmd(cmd, params)
-            out.append(TrainStage(stage.addressing, cmd, spec.row, root / out_dir, spec))
+            spec = config.spec(run)
+            out.append(TrainStage(stage.addressing, cmd, run.row, root / run.out_dir(), spec))
     return out
 
 
@@ -79,12 +72,9 @@ def adoptable(stage: TrainStage) -> bool:
         needed.append(stage.out_dir / "model.pt")
     if not all(p.is_file() for p in needed):
         return False
-    try:
-        done = json.loads(metrics.read_text()).get("status") in ("completed", "diverged")
-        same = json.loads(run_json.read_text()).get("config_hash") == stage.spec.config_hash()
-    except (OSError, ValueError):
-        return False
-    return done and same
+    done = (read_metrics(metrics, quiet=True) or {}).get("status") in ("completed", "diverged")
+    same = (read_metrics(run_json, quiet=True) or {}).get("config_hash")
+    return done and same == stage.spec.config_hash()
 
 
 def commit_stage(root: Path, name: str) -> None:

@@ -9,13 +9,10 @@ from pathlib import Path
 __all__ = ["tool_env"]
 
 
-def tool_env(cuda_visible: str | None = None) -> dict[str, str]:
+def tool_env() -> dict[str, str]:
     """Environment for child processes: this interpreter's bin first on PATH (so ``kdecay`` and
-    ``dvc`` resolve without an activated venv), no DVC analytics, and ``CUDA_VISIBLE_DEVICES``
-    when given."""
+    ``dvc`` resolve without an activated venv) and no DVC analytics."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
-    if cuda_visible is not None:
-        env["CUDA_VISIBLE_DEVICES"] = cuda_visible
     return env

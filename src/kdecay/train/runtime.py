@@ -3,7 +3,8 @@
 On CUDA: bf16 autocast with fp32 master weights (``train.precision: bf16``), channels_last
 (``train.channels_last``), cudnn.benchmark, the compiled step (``train.step: auto``), TF32 set
 explicitly (``train.tf32``, off by default: an ``fp32`` run computes its convolutions in
-fp32). On the CPU: fp32, contiguous tensors, the eager step with foreach SGD. None of these
+fp32). On the CPU: fp32, contiguous tensors, the eager step with torch's
+default (per-parameter loop) SGD. None of these
 changes the recipe (see the README's "Performance").
 """
 

@@ -4,7 +4,8 @@ All three compute the same arithmetic: forward under the runtime's autocast, mea
 cross-entropy, backward, one SGD update at the learning rate of the current iteration, and the
 batch's misclassified count.
 
-* ``eager``: PyTorch's op-by-op execution; SGD fused on CUDA, foreach on the CPU; the LR is a
+* ``eager``: PyTorch's op-by-op execution; SGD fused on CUDA, and on the CPU torch's default
+  (a loop over the parameters: ``foreach`` is a CUDA default); the LR is a
   Python float in the optimizer's param group.
 * ``compiled``: ``torch.compile(dynamic=False)`` of (a) forward + loss + error count, whose
   backward AOTAutograd compiles alongside, and (b) the SGD update (foreach, the form Inductor
