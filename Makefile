@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.kdecay-installed
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: repro test test-fast lint format smoke figures bench plan clean-venv
+.PHONY: repro test test-fast test-python lint format smoke figures bench plan clean-venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -39,6 +39,12 @@ test: $(STAMP)
 ## the tests not marked slow: everyday work (its duration: README, "Set-up")
 test-fast: $(STAMP)
 	python -m pytest -m "not slow"
+
+## what CI runs on each further Python (make test-python PYTHON=python3.13 VENV=.venv-3.13):
+## the fast tests and the front door (make repro, make figures in a fresh copy)
+test-python: $(STAMP)
+	python -m pytest -m "not slow"
+	python -m pytest tests/test_front_door.py
 
 ## ruff lint + format check
 lint: $(STAMP)
