@@ -146,8 +146,10 @@ def test_sweep_refuses_bad_options_before_any_work(tmp_path: Path, capsys) -> No
 def test_plan_counts_the_default_sweep(capsys) -> None:
     assert cli.main(["plan", "--params", str(ROOT / "params.yaml")]) == 0
     out = capsys.readouterr().out
-    total = out.strip().splitlines()[-1]
-    assert "**82**" in total and "**16,192**" in total  # runs and epochs of the default sweep
+    total = next(line for line in out.splitlines() if line.startswith("| **total**"))
+    assert "**334**" in total and "**65,404**" in total  # runs and epochs with the claims
+    assert "the sweep with seeds [0] is 82 runs" in out  # the one-seed sweep: 16,192 epochs
+    assert "Every tested cell reaches 80% for the paper's gain." in out
 
 
 def test_the_local_executor_gets_the_time_limit_and_gpus(tmp_path: Path) -> None:

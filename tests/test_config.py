@@ -131,9 +131,10 @@ def test_the_list_of_runs_is_the_one_dvc_yaml_renders() -> None:
     rendered = _rendered_training_stages(ROOT)
     runs = config.runs()
     assert {r.stage: {str(r.out_dir())} for r in runs} == rendered
-    assert len(runs) == 82 and not any(
-        r.row == "wrn28_10_sgdr" and r.method == "original" for r in runs
-    )
+    assert sum(r.group == "sweep" for r in runs) == 82  # the sweep of one seed
+    assert not any(r.row == "wrn28_10_sgdr" and r.method == "original" for r in runs)
+    # the claim runs: 10 original pairs and 9 printed cells x (k = 1, paper's k), 9 seeds each
+    assert len(runs) == 82 + (10 + 2 * 9) * 9
 
 
 def test_check_names_a_row_list_that_drifted_from_params(tmp_path: Path) -> None:
@@ -150,7 +151,7 @@ class Recorder:
     ``rows``): methods and properties of the config run against the recorder, so what they
     read is recorded too."""
 
-    SECTIONS = ("kdecay", "train", "smoke", "data", "sweep")
+    SECTIONS = ("kdecay", "train", "smoke", "data", "sweep", "claims", "stats")
 
     def __init__(self, obj: Any, prefix: str, reads: set[str]) -> None:
         self._obj, self._prefix, self._reads = obj, prefix, reads
@@ -179,11 +180,16 @@ def _covered(read: str, declared: set[str]) -> bool:
 
 @pytest.fixture
 def report_workspace(tmp_path: Path) -> tuple[Config, Path]:
+    from kdecay.config import run_folder
+    from kdecay.fileio import write_json
     from kdecay.report.aggregate import aggregate
 
     params = _raw()
     params["data"]["cifar10"]["md5"] = "0" * 32
     path = _write(tmp_path, params)
+    for method, error in (("k1", 6.0), ("k2", 5.5)):  # two k with a result: a best k to pick
+        folder = run_folder(tmp_path / "runs", "cifar10", "preact_resnet110", method, 0)
+        write_json(folder / "metrics.json", {"status": "completed", "final_test_error": error})
     aggregate(tmp_path / "runs", tmp_path / "summary.csv", path)
     return load_config(path), tmp_path
 

@@ -17,7 +17,7 @@ from kdecay.fileio import write_history, write_json
 from kdecay.report.aggregate import aggregate
 from kdecay.report.figures import SYNTHETIC_PREFIX, _lr_figure, figure_title, write_figures
 from kdecay.report.tables import load_appendix
-from tiny_runs import keep_rows
+from tiny_runs import keep_rows, narrow
 
 REPO = Path(__file__).resolve().parents[1]
 APPENDIX = REPO / "paper" / "appendix_tables.csv"
@@ -28,8 +28,10 @@ ROWS = ("preact_resnet110", "wrn16_8", "wrn28_10_sgdr")  # fewer panels keep the
 def _params(tmp_path: Path, **changes: object) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["kdecay"]["ks"] = [1, 2, 3]
-    params["seeds"] = [0, 1]
     keep_rows(params, list(ROWS))
+    narrow(params, seeds=[0, 1], extra_seeds=[])
+    if "datasets" in changes:
+        narrow(params, datasets=changes["datasets"])
     params.update(changes)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
@@ -259,8 +261,8 @@ def test_latex_tables_compile_without_overfull_boxes(tmp_path: Path, runs: Path)
     write_tables(summary, APPENDIX, out, params_file=params)
     tex = (out / "cifar10.tex").read_text()
     assert "booktabs" in tex.splitlines()[0]  # the package, named in a comment
-    # never scaled down to a few points: a fixed readable size that must fit by itself
-    assert "resizebox" not in tex and "\\footnotesize" in tex
+    # never scaled down to a few points: a fixed size (7 pt) that must fit by itself
+    assert "resizebox" not in tex and "\\scriptsize" in tex
     cifar100 = (out / "cifar100.tex").read_text()
     assert "model paper (SGDR T0=10 Tmult=2 median) \\\\" in cifar100  # the note keeps its ")"
     doc = tmp_path / "doc.tex"

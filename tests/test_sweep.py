@@ -25,6 +25,7 @@ import yaml
 from kdecay.config.yaml_io import read_yaml_mapping
 from kdecay.sweep.smoke import setup_workspace
 from kdecay.sweep.tools import tool_env
+from tiny_runs import narrow
 
 ROOT = Path(__file__).resolve().parents[1]
 THIN = ("preact_resnet110", "preact_resnet164", "densenet_bc100_k12")
@@ -37,7 +38,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The mini workspace, committed to its git repository."""
     top = tmp_path_factory.mktemp("sweep")
     params = read_yaml_mapping(ROOT / "params.smoke.yaml")
-    params["datasets"], params["seeds"] = ["cifar10"], [0]
+    narrow(params, datasets=["cifar10"], seeds=[0], extra_seeds=[])
     params["kdecay"]["ks"] = [1]
     (top / "mini.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return setup_workspace(top / "base", top / "mini.yaml")

@@ -36,13 +36,34 @@ def tiny_params(model: dict[str, Any], lr: float, batch: int, **train: Any) -> d
 
 
 def keep_rows(params: dict[str, Any], rows: list[str]) -> dict[str, Any]:
-    """``params`` with only ``rows`` (and their entries of the per-row ``sweep`` tables, which
-    may name only rows of params)."""
+    """``params`` with only ``rows`` (and their entries of the per-row ``sweep`` tables and of
+    ``claims.cells``, which may name only rows of params)."""
     params["rows"] = {r: params["rows"][r] for r in rows}
+    if params.get("claims"):
+        params["claims"]["cells"] = [c for c in params["claims"]["cells"] if c["row"] in rows]
     for table in (params.get("sweep") or {}).values():
         if isinstance(table, dict):
             for row in [r for r in table if r not in rows]:
                 del table[row]
+    return params
+
+
+def narrow(
+    params: dict[str, Any],
+    datasets: list[str] | None = None,
+    seeds: list[int] | None = None,
+    extra_seeds: list[int] | None = None,
+) -> dict[str, Any]:
+    """``params`` with fewer datasets (and the claims of those only), other ``seeds`` and
+    claim seeds (``claims.extra_seeds``; ``[]``: no claim runs)."""
+    claims = params.setdefault("claims", {"extra_seeds": [], "cells": []})
+    if datasets is not None:
+        params["datasets"] = datasets
+        claims["cells"] = [c for c in claims.get("cells", []) if c["dataset"] in datasets]
+    if seeds is not None:
+        params["seeds"] = seeds
+    if extra_seeds is not None:
+        claims["extra_seeds"] = extra_seeds
     return params
 
 

@@ -9,7 +9,7 @@ object; none reads the raw mapping.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,11 @@ from kdecay.config.reader import Section
 from kdecay.config.recipes import RowRecipe
 from kdecay.config.runs import METHODS, Run, RunSpec
 from kdecay.config.sections import (
+    ClaimsSection,
     DataSection,
     KdecaySection,
     SmokeSection,
+    StatsSection,
     SweepSection,
     TrainOptions,
 )
@@ -30,7 +32,7 @@ from kdecay.data.datasets import DATASETS
 __all__ = ["TOP_LEVEL_KEYS", "Config", "load_config"]
 
 TOP_LEVEL_KEYS = ("data", "datasets", "seeds", "rows", "kdecay", "train", "sweep", "smoke")
-TOP_LEVEL_KEYS += ("synthetic",)
+TOP_LEVEL_KEYS += ("synthetic", "claims", "stats")
 
 
 def _datasets(s: Section) -> tuple[str, ...]:
@@ -64,6 +66,8 @@ class Config:
     sweep: SweepSection
     smoke: SmokeSection
     synthetic: bool = False
+    claims: ClaimsSection = field(default_factory=ClaimsSection)
+    stats: StatsSection = field(default_factory=StatsSection)
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any]) -> Config:
@@ -73,10 +77,20 @@ class Config:
         if not isinstance(rows_raw, dict) or not rows_raw:
             raise ConfigError("rows must be a non-empty mapping of table rows")
         rows = {str(name): RowRecipe.read(str(name), r) for name, r in rows_raw.items()}
+        datasets, seeds = _datasets(s), _seeds(s)
+        claims = ClaimsSection.read(s.get("claims", {}), tuple(rows), datasets)
+        both = sorted(set(seeds) & set(claims.extra_seeds))
+        if both:
+            raise ConfigError(
+                f"claims.extra_seeds repeats seed {both[0]} of seeds: the claim runs already "
+                "have every seed of seeds; list only the extra ones"
+            )
         return cls(
             data=DataSection.read(s.get("data", {})),
-            datasets=_datasets(s),
-            seeds=_seeds(s),
+            datasets=datasets,
+            seeds=seeds,
+            claims=claims,
+            stats=StatsSection.read(s.get("stats", {})),
             rows=rows,
             kdecay=KdecaySection.read(s.get("kdecay")),
             train=TrainOptions.read(s.get("train", {})),
@@ -92,7 +106,8 @@ class Config:
 
     def runs(self) -> list[Run]:
         """Every run the pipeline trains, in table order: per dataset and row, the original
-        recipe (not for the SGDR row, whose k = 1 run is SGDR) and every k, each seed."""
+        recipe (not for the SGDR row, whose k = 1 run is SGDR) and every k, each seed; then
+        the claim runs' extra seeds (:class:`~kdecay.config.sections.ClaimsSection`)."""
         out = []
         for dataset in self.datasets:
             for recipe in self.rows.values():
@@ -105,7 +120,26 @@ class Config:
                     for method, k in methods
                     for seed in self.seeds
                 ]
+        return out + self._claim_runs()
+
+    def _claim_runs(self) -> list[Run]:
+        extra = self.claims.extra_seeds
+        out = [
+            Run(dataset, recipe.name, "original", None, seed, "claim_original")
+            for dataset in self.datasets
+            for recipe in self.rows.values()
+            if recipe.has_original_stage
+            for seed in extra
+        ]
+        for i, cell in enumerate(self.claims.cells):
+            for group, k in (("claim_control", 1.0), ("claim_kdecay", cell.k)):
+                out += [Run(cell.dataset, cell.row, "kdecay", k, s, group, i) for s in extra]
         return out
+
+    def paper_k(self, dataset: str, row: str) -> float | None:
+        """The k of the paper's printed k-decay result of a cell (``claims.cells``)."""
+        hit = [c.k for c in self.claims.cells if (c.dataset, c.row) == (dataset, row)]
+        return hit[0] if hit else None
 
     def spec(self, run: Run) -> RunSpec:
         """Everything that determines ``run``'s result."""

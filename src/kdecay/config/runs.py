@@ -16,6 +16,7 @@ from kdecay.schedules import Schedule
 
 __all__ = [
     "METHODS",
+    "TRAINING_STAGE",
     "Run",
     "RunSpec",
     "build_schedule",
@@ -25,6 +26,8 @@ __all__ = [
 ]
 
 METHODS = ("original", "kdecay")
+TRAINING_STAGE = "train_"
+"""Every training stage of dvc.yaml, and only they, are named ``train_<group>@...``."""
 
 
 def method_dir(method: str, k: float | None) -> str:
@@ -40,13 +43,22 @@ def run_folder(runs_root: Path, dataset: str, row: str, method_folder: str, seed
 
 @dataclass(frozen=True)
 class Run:
-    """One training run of the pipeline, as ``dvc.yaml`` renders it."""
+    """One training run of the pipeline, as ``dvc.yaml`` renders it.
+
+    ``group`` names the dvc.yaml stage that trains it: the sweep (``train_original``,
+    ``train_kdecay``: every k, the seeds of ``seeds``) or one of the claim stages, which give
+    the runs carrying the verdicts the seeds of ``claims.extra_seeds`` (``claim_original``;
+    ``claim_control`` and ``claim_kdecay`` per printed cell, ``cell`` its index in
+    ``claims.cells``).
+    """
 
     dataset: str
     row: str
     method: str  # "original" | "kdecay"
     k: float | None
     seed: int
+    group: str = "sweep"  # sweep | claim_original | claim_control | claim_kdecay
+    cell: int | None = None
 
     @property
     def method_dir(self) -> str:
@@ -54,9 +66,13 @@ class Run:
 
     @property
     def stage(self) -> str:
-        """The DVC stage name (``train_kdecay@cifar10-wrn16_8-1.5-0``)."""
+        """The DVC stage name (``train_kdecay@cifar10-wrn16_8-1.5-0``,
+        ``train_claim_kdecay@cell2-3``)."""
+        if self.group in ("claim_control", "claim_kdecay"):
+            return f"train_{self.group}@cell{self.cell}-{self.seed}"
         if self.method == "original":
-            return f"train_original@{self.dataset}-{self.row}-{self.seed}"
+            prefix = "train_claim_original" if self.group == "claim_original" else "train_original"
+            return f"{prefix}@{self.dataset}-{self.row}-{self.seed}"
         return f"train_kdecay@{self.dataset}-{self.row}-{self.k:g}-{self.seed}"
 
     def out_dir(self, runs_root: Path = Path("results/runs")) -> Path:

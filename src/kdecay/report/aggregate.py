@@ -57,6 +57,7 @@ CELL_COLUMNS = [
     "n",
     "mean_error",
     "std_error",
+    "median_error",
     "min_error",
     "n_diverged",
     "n_missing",
@@ -95,7 +96,8 @@ def collect(runs_root: Path, config: Config) -> pd.DataFrame:
 
 
 def cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean/std/count over seeds per (dataset, row, method), with diverged/missing counts."""
+    """Mean/std (n - 1)/median/count over seeds per (dataset, row, method), with
+    diverged/missing counts."""
     out = []
     for (dataset, row, method), g in runs.groupby(["dataset", "row", "method"], sort=False):
         ok = g[g["status"] == "completed"]
@@ -110,6 +112,7 @@ def cells(runs: pd.DataFrame) -> pd.DataFrame:
                 "n": len(ok),
                 "mean_error": err.mean() if len(ok) else math.nan,
                 "std_error": err.std(ddof=1) if len(ok) >= 2 else math.nan,
+                "median_error": err.median() if len(ok) else math.nan,
                 "min_error": err.min() if len(ok) else math.nan,
                 "n_diverged": int((g["status"] == "diverged").sum()),
                 "n_missing": int((g["status"] == "missing").sum()),

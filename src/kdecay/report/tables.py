@@ -15,12 +15,14 @@ from typing import Any
 import pandas as pd
 
 from kdecay.checks import ConfigError
-from kdecay.config import Config, load_config, method_dir
+from kdecay.config import Config, load_config
 from kdecay.data.datasets import DATASETS
 from kdecay.fileio import atomic_write_many
+from kdecay.report.claims import LineCells, line_cells, test_family
+from kdecay.report.power import best_of_k_optimism
 from kdecay.report.render import to_latex, to_markdown
 from kdecay.report.summary import read_csv, read_summary
-from kdecay.report.verdict import compare, verdict
+from kdecay.report.verdict import verdict
 
 DATASET_TITLES = {name: info.title for name, info in DATASETS.items()}
 PARAMS_TOLERANCE = 0.05  # relative difference above which the printed parameter count is flagged
@@ -33,26 +35,37 @@ def load_appendix(path: Path) -> pd.DataFrame:
     return read_csv(path, ["dataset", "row", "original_err", "kdecay_err", "k"])
 
 
-def _cell(cells: pd.DataFrame, dataset: str, row: str, method: str) -> dict[str, Any] | None:
-    hit = cells[(cells["dataset"] == dataset) & (cells["row"] == row) & (cells["method"] == method)]
-    return None if hit.empty else hit.iloc[0].to_dict()
-
-
 def format_cell(cell: dict[str, Any] | None) -> str:
-    """``4.12``, ``4.12 ± 0.08 (n=3)``, or the reason there is no number."""
+    """``4.12``, ``4.12 ± 0.08 (n=2)``, ``4.12 ± 0.08 (median 4.10, n=9)``, or the reason there
+    is no number; diverged, corrupt or missing seeds are named."""
     if cell is None:
         return "not run"
     n = int(cell["n"])
-    counts = {k: int(cell.get(f"n_{k}", 0) or 0) for k in ("diverged", "corrupt", "missing")}
+    counts = seed_counts(cell)
     total = n + sum(counts.values())
     if n == 0:
         kind = next((k for k in counts if counts[k]), "missing")
         return f"{kind} ({counts[kind]}/{total})"
     txt = f"{cell['mean_error']:.2f}"
-    if n >= 2:
+    if n >= 3:
+        txt += f" ± {cell['std_error']:.2f} (median {cell['median_error']:.2f}, n={n})"
+    elif n == 2:
         txt += f" ± {cell['std_error']:.2f} (n={n})"
     notes = [f"{c} {k}" for k, c in counts.items() if c]
     return txt + (f" [{', '.join(notes)}]" if notes else "")
+
+
+def seed_counts(cell: dict[str, Any] | None) -> dict[str, int]:
+    """Seeds of a cell without a result: ``{"diverged": .., "corrupt": .., "missing": ..}``."""
+    if cell is None:
+        return {"diverged": 0, "corrupt": 0, "missing": 0}
+    return {k: int(cell.get(f"n_{k}", 0) or 0) for k in ("diverged", "corrupt", "missing")}
+
+
+def seeds_note(*cells: dict[str, Any] | None) -> str:
+    """``2 diverged, 1 missing`` over the cells of a comparison (empty when none)."""
+    total = {k: sum(seed_counts(c)[k] for c in cells) for k in ("diverged", "corrupt", "missing")}
+    return ", ".join(f"{v} {k} seed{'s' if v > 1 else ''}" for k, v in total.items() if v)
 
 
 def _mean(cell: dict[str, Any] | None) -> float:
@@ -88,71 +101,108 @@ def _params_text(measured: float, printed_m: float) -> str:
     return txt
 
 
-def _at_paper_k_text(paper_k: float | None, ks: list[float], cell: dict[str, Any] | None) -> str:
-    if paper_k is None:
+def _at_paper_k_text(line: LineCells) -> str:
+    if line.paper_k is None:
         return "n/a"
-    return f"k={paper_k:g} not swept" if paper_k not in ks else format_cell(cell)
+    return format_cell(line.at_paper) if line.at_paper else f"k={line.paper_k:g} not run"
 
 
-def _table_line(a: pd.Series, dataset: str, cells: pd.DataFrame, config: Config) -> dict[str, Any]:
+def _best_k(line: LineCells, config: Config) -> tuple[float | None, str]:
+    """Our lowest mean error over the swept k, labelled as chosen on the test set, with its
+    expected optimism when k has no effect (:func:`kdecay.report.power.best_of_k_optimism`)."""
+    done = {k: c for k, c in line.k_cells.items() if c is not None and int(c["n"]) > 0}
+    if not done:
+        return None, "no completed run"
+    best = min(done, key=lambda k: done[k]["mean_error"])
+    text = f"k={best:g}: {done[best]['mean_error']:.2f} (chosen on the test set"
+    sigma = config.stats.seed_std.get(line.dataset)
+    if sigma is not None and len(done) > 1:
+        n = min(int(c["n"]) for c in done.values())
+        text += f"; optimism if k had no effect: {best_of_k_optimism(len(done), n, sigma):.2f}"
+    return best, text + ")"
+
+
+def _verdict_text(line: LineCells, which: str, config: Config) -> str:
+    if line.printed and line.at_paper is None:
+        return f"n/a (paper's k={line.paper_k:g} not run: add it to kdecay.ks or claims.cells)"
+    if which == "control" and line.sgdr:
+        return "same (the SGDR row's original recipe is its k = 1 run)"
+    return verdict(
+        line.paper_gain,
+        line.tests[which],
+        line.p_adjusted.get(which, math.nan),
+        config.stats.alpha,
+        no_number_reason(line.baseline(which), line.at_paper),
+        seeds_note(line.baseline(which), line.at_paper),
+    )
+
+
+def _table_line(line: LineCells, a: pd.Series, config: Config) -> dict[str, Any]:
     """One line of the regenerated table: display strings plus numeric companions."""
-    row, ks = a["row"], list(config.kdecay.ks)
-    sgdr = not config.rows[row].has_original_stage
-    orig = _cell(cells, dataset, row, method_dir("kdecay", 1.0) if sgdr else "original")
-    k_cells = {k: _cell(cells, dataset, row, method_dir("kdecay", k)) for k in ks}
-    done = {k: c for k, c in k_cells.items() if c is not None and int(c["n"]) > 0}
-    best_k = min(done, key=lambda k: done[k]["mean_error"]) if done else None
-    best_err = done[best_k]["mean_error"] if best_k is not None else math.nan
-    paper_k = None if pd.isna(a["k"]) else float(a["k"])
-    at_paper = k_cells.get(paper_k) if paper_k is not None else None
-    num_classes = DATASETS[dataset].num_classes
+    best_k, best_text = _best_k(line, config)
     measured = _measured_params(
-        config, row, orig or (done[best_k] if best_k else None), num_classes
+        config,
+        line.row,
+        line.original or line.control or line.at_paper,
+        DATASETS[line.dataset].num_classes,
     )
     paper_kd = math.nan if pd.isna(a["kdecay_err"]) else float(a["kdecay_err"])
-    paper_gain = float(a["original_err"]) - paper_kd
-    ours = compare(orig, at_paper)
     paper_orig_txt = f"{a['original_err']:.2f}"
     if a["original_source"] != "appendix":
         paper_orig_txt += f" [{a['original_source']}]"
+    vs_orig, vs_k1 = line.tests["original"], line.tests["control"]
     return {
         "model": a["model"],
         "config": str(a["config"]),
         "params": _params_text(measured, float(a["params_m_printed"])),
         "paper_original": paper_orig_txt,
-        "ours_original": format_cell(orig) + (" (SGDR, k=1)" if sgdr else ""),
+        "ours_original": format_cell(line.original) + (" (SGDR, k=1)" if line.sgdr else ""),
         "paper_kdecay": "not in text" if math.isnan(paper_kd) else f"{paper_kd:.2f} (k={a['k']:g})",
-        "ours_at_paper_k": _at_paper_k_text(paper_k, ks, at_paper),
-        "ours_best": f"k={best_k:g}: {best_err:.2f}" if best_k is not None else "no completed run",
-        "reproduced": (
-            f"n/a (paper's k={paper_k:g} not in kdecay.ks)"
-            if paper_k is not None and paper_k not in ks
-            else verdict(paper_gain, ours, no_number_reason(orig, at_paper))
-        ),
+        "ours_at_paper_k": _at_paper_k_text(line),
+        "ours_k1": format_cell(line.control),
+        "ours_best": best_text,
+        "reproduced": _verdict_text(line, "original", config),
+        "effect_of_k": _verdict_text(line, "control", config),
         # numeric companions for the CSV
-        "row": row,
+        "row": line.row,
         "params_measured": measured,
         "params_printed": float(a["params_m_printed"]) * 1e6,
         "paper_original_err": float(a["original_err"]),
-        "our_original_err": _mean(orig),
+        "our_original_err": _mean(line.original),
         "paper_kdecay_err": paper_kd,
-        "paper_k": paper_k if paper_k is not None else math.nan,
-        "our_err_at_paper_k": _mean(at_paper),
-        "our_best_k": best_k if best_k is not None else math.nan,
-        "our_best_err": best_err,
-        "our_improvement": ours.gain if ours else math.nan,
-        "our_improvement_se": ours.se if ours else math.nan,
-        "welch_p": ours.p_better if ours else math.nan,
-        "paper_improvement": paper_gain,
+        "paper_k": line.paper_k if line.paper_k is not None else math.nan,
+        "our_err_at_paper_k": _mean(line.at_paper),
+        "our_k1_err": _mean(line.control),
+        "our_best_k_on_test_set": best_k if best_k is not None else math.nan,
+        "paper_improvement": line.paper_gain,
+        **{
+            f"{name}_{field}": getattr(test, field) if test else math.nan
+            for name, test in (("vs_original", vs_orig), ("vs_k1", vs_k1))
+            for field in ("gain", "se", "p")
+        },
+        "vs_original_p_holm": line.p_adjusted.get("original", math.nan),
+        "vs_k1_p_holm": line.p_adjusted.get("control", math.nan),
     }
 
 
-def build_table(
-    dataset: str, appendix: pd.DataFrame, cells: pd.DataFrame, config: Config
-) -> pd.DataFrame:
-    """The regenerated table of one dataset: display strings plus numeric companions."""
-    app = appendix[(appendix["dataset"] == dataset) & appendix["row"].isin(list(config.rows))]
-    return pd.DataFrame([_table_line(a, dataset, cells, config) for _, a in app.iterrows()])
+def build_tables(
+    appendix: pd.DataFrame, cells: pd.DataFrame, config: Config
+) -> dict[str, pd.DataFrame]:
+    """The regenerated table of every dataset, its claims tested as one family."""
+    pairs = [
+        (line_cells(a, dataset, cells, config), a)
+        for dataset in config.datasets
+        for _, a in appendix[
+            (appendix["dataset"] == dataset) & appendix["row"].isin(list(config.rows))
+        ].iterrows()
+    ]
+    test_family([line for line, _ in pairs])
+    return {
+        dataset: pd.DataFrame(
+            [_table_line(line, a, config) for line, a in pairs if line.dataset == dataset]
+        )
+        for dataset in config.datasets
+    }
 
 
 def footnotes(dataset: str, appendix: pd.DataFrame) -> list[str]:
@@ -184,8 +234,9 @@ def write_tables(
     prefix = "SYNTHETIC DATA (smoke run, not CIFAR): " if config.synthetic else ""
     files: dict[Path, bytes] = {}
     combined = []
+    tables = build_tables(appendix, cells, config)
     for dataset in config.datasets:
-        table = build_table(dataset, appendix, cells, config)
+        table = tables[dataset]
         title = (
             f"{prefix}{DATASET_TITLES.get(dataset, dataset)} test error (%), "
             "paper vs this reproduction"

@@ -8,13 +8,14 @@ README's sweep arithmetic is this command's output.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
-from kdecay.config import Config, load_config
+from kdecay.config import ClaimsSection, Config, load_config
 from kdecay.data.datasets import DATASETS
 
 __all__ = ["plan", "render_plan"]
@@ -67,8 +68,90 @@ def render_plan(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def print_plan(params_file: Path) -> pd.DataFrame:
-    """``kdecay plan``: print the plan of ``params_file``."""
-    table = plan(load_config(params_file))
+def power_plan(config: Config, appendix: pd.DataFrame) -> pd.DataFrame:
+    """Per printed k-decay result of the appendix (the tested family): the seeds per arm, the
+    smallest gain detectable with ``stats.power`` at the Holm-corrected level ``alpha / m``
+    given ``stats.seed_std``, the paper's claimed gain and the seeds it needs
+    (:mod:`kdecay.report.power`)."""
+    from kdecay.report.power import detectable_gain, seeds_needed
+
+    app = appendix[appendix["dataset"].isin(config.datasets) & appendix["row"].isin(config.rows)]
+    printed = app.dropna(subset=["kdecay_err", "k"])
+    level, target = config.stats.alpha / max(len(printed), 1), config.stats.power
+    lines = []
+    for _, a in printed.iterrows():
+        dataset, row, k = a["dataset"], a["row"], float(a["k"])
+        claimed = (dataset, row) in {(c.dataset, c.row) for c in config.claims.cells}
+        extra = len(config.claims.extra_seeds) if claimed else 0
+        n_kd = (len(config.seeds) if k in config.kdecay.ks else 0) + extra
+        n_base = len(config.seeds) + (len(config.claims.extra_seeds) if claimed else 0)
+        n = min(n_kd, n_base)
+        sigma = config.stats.seed_std.get(dataset, math.nan)
+        gain = float(a["original_err"]) - float(a["kdecay_err"])
+        known = not math.isnan(sigma)
+        detectable = detectable_gain(n, sigma, level, target) if n >= 2 and known else math.nan
+        lines.append(
+            {
+                "dataset": dataset,
+                "row": row,
+                "paper_k": k,
+                "seeds": n,
+                "seed_std": sigma,
+                "detectable_gain": detectable,
+                "paper_gain": gain,
+                "seeds_needed": seeds_needed(gain, sigma, level, target) if known else None,
+                "level": level,
+            }
+        )
+    return pd.DataFrame(lines)
+
+
+def render_power(table: pd.DataFrame, power_target: float) -> str:
+    """The power plan as Markdown, with the cells that do not reach the target named."""
+    if table.empty:
+        return "no printed k-decay result among the configured datasets and rows: no test\n"
+    pct = f"{power_target:.0%}"
+    lines = [
+        f"| dataset | row | paper k | seeds per arm | seed std | gain detectable at {pct} "
+        "| paper's gain | seeds it needs |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    short = []
+    for _, r in table.iterrows():
+        detect = "no test" if math.isnan(r["detectable_gain"]) else f"{r['detectable_gain']:.2f}"
+        needed = "> 60" if pd.isna(r["seeds_needed"]) else str(int(r["seeds_needed"]))
+        if pd.isna(r["seeds_needed"]) or r["seeds"] < r["seeds_needed"]:
+            short.append(f"{DATASETS[r['dataset']].title} {r['row']}")
+        lines.append(
+            f"| {DATASETS[r['dataset']].title} | {r['row']} | {r['paper_k']:g} | {r['seeds']} "
+            f"| {r['seed_std']:g} | {detect} | {r['paper_gain']:+.2f} | {needed} |"
+        )
+    level = table["level"].iloc[0]
+    verdict = (
+        f"Below {pct} for the paper's gain: {', '.join(short)}."
+        if short
+        else f"Every tested cell reaches {pct} for the paper's gain."
+    )
+    lines.append(
+        f"\nOne-sided Welch at the Holm-corrected level {level:.4f} (alpha / {len(table)} tested "
+        f"cells), power {pct}, simulated; seed std from stats.seed_std. {verdict}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def print_plan(params_file: Path, appendix: Path = Path("paper/appendix_tables.csv")) -> None:
+    """``kdecay plan``: print the runs and GPU-hours of ``params_file``, and its power plan."""
+    from kdecay.report.tables import load_appendix
+
+    config = load_config(params_file)
+    table = plan(config)
     print(render_plan(table), end="")
-    return table
+    sweep_only = plan(dataclasses.replace(config, claims=ClaimsSection()))
+    hours = table["gpu_hours"].sum(), sweep_only["gpu_hours"].sum()
+    runs = int(table["runs"].sum()), int(sweep_only["runs"].sum())
+    print(
+        f"\nOf these, the sweep with seeds {list(config.seeds)} is {runs[1]} runs, "
+        f"{hours[1]:.1f} GPU-h; the claim runs' extra seeds add {runs[0] - runs[1]} runs, "
+        f"{hours[0] - hours[1]:.1f} GPU-h.\n"
+    )
+    print(render_power(power_plan(config, load_appendix(appendix)), config.stats.power), end="")

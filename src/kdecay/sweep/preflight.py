@@ -14,15 +14,13 @@ from pathlib import Path
 import torch
 
 from kdecay.checks import ConfigError
-from kdecay.config import Config, load_config
+from kdecay.config import TRAINING_STAGE, Config, load_config
 from kdecay.data.datasets import DATASETS
 from kdecay.models import build_from_spec, forward_macs
 from kdecay.train.provenance import estimated_cpu_hours
 from kdecay.train.runtime import select_device
 
 __all__ = ["check_config", "check_dvc_stages", "check_machine", "preflight"]
-
-TRAIN_PREFIXES = ("train_original@", "train_kdecay@")
 
 
 def _row_macs(config: Config) -> dict[str, int]:
@@ -59,7 +57,7 @@ def _rendered_training_stages(root: Path) -> dict[str, set[str]]:
         return {
             stage.addressing: {str(Path(out.def_path).parent) for out in stage.outs}
             for stage in repo.index.stages
-            if stage.addressing.startswith(TRAIN_PREFIXES)
+            if stage.addressing.startswith(TRAINING_STAGE)
         }
 
 
@@ -87,10 +85,30 @@ def check_dvc_stages(config: Config, root: Path = Path()) -> int:
     return len(rendered)
 
 
+def check_claims(config: Config, appendix_path: Path) -> None:
+    """Each ``claims.cells`` entry is a printed k-decay result of the appendix, at its k."""
+    if not config.claims.cells or not appendix_path.is_file():
+        return
+    from kdecay.report.tables import load_appendix
+
+    appendix = load_appendix(appendix_path).dropna(subset=["kdecay_err", "k"])
+    printed = {(a["dataset"], a["row"]): float(a["k"]) for _, a in appendix.iterrows()}
+    for i, cell in enumerate(config.claims.cells):
+        k = printed.get((cell.dataset, cell.row))
+        if k != cell.k:
+            what = "prints no k-decay result" if k is None else f"prints its result at k = {k:g}"
+            raise ConfigError(
+                f"claims.cells[{i}] ({cell.dataset}/{cell.row}, k = {cell.k:g}): the appendix "
+                f"({appendix_path}) {what}; claims.cells lists the paper's printed results"
+            )
+
+
 def check_config(config: Config, root: Path = Path(), params_file: Path | None = None) -> None:
-    """Every check that needs no data: each run resolves, each model builds, and (when
-    ``params_file`` is the params.yaml DVC reads beside dvc.yaml) dvc.yaml agrees."""
+    """Every check that needs no data: each run resolves, each model builds, the claims are
+    the appendix's, and (when ``params_file`` is the params.yaml DVC reads beside dvc.yaml)
+    dvc.yaml agrees."""
     check_save_weights(config, root / "dvc.yaml")
+    check_claims(config, root / "paper" / "appendix_tables.csv")
     for run in config.runs():
         config.spec(run)
     _row_macs(config)

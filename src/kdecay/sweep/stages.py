@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdecay.checks import ConfigError
-from kdecay.config import RunSpec, load_config
+from kdecay.config import TRAINING_STAGE, RunSpec, load_config
 from kdecay.report.summary import read_metrics
 
 __all__ = ["TrainStage", "adoptable", "commit_stage", "stale_training_stages"]
-
-TRAIN_PREFIXES = ("train_original@", "train_kdecay@")
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ def stale_training_stages(root: Path, params_file: Path) -> list[TrainStage]:
     config = load_config(params_file)
     runs = {run.stage: run for run in config.runs()}
     with Repo(str(root)) as repo:
-        stages = [s for s in repo.index.stages if s.addressing.startswith(TRAIN_PREFIXES)]
+        stages = [s for s in repo.index.stages if s.addressing.startswith(TRAINING_STAGE)]
         changed = repo.status(targets=[s.addressing for s in stages]) if stages else {}
         out = []
         for stage in stages:
