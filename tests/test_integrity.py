@@ -7,7 +7,6 @@ kill after the run's outputs were written, leftover extraction folders, zero-ima
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from pathlib import Path
@@ -16,70 +15,17 @@ import numpy as np
 import pytest
 import torch
 
+from archives import CIFAR10, batch, cifar10_members, tar_archive
 from kdecay.checks import DataError
 from kdecay.config import Config
 from kdecay.config.yaml_io import read_yaml_mapping
 from kdecay.data.datasets import DATASETS
 from kdecay.data.download import download
-from kdecay.data.pickles import py2_pickle_dumps
 from kdecay.data.prepare import load_prepared, prepare
-from kdecay.data.synth import generate, make_archive
+from kdecay.data.synth import make_archive
 from kdecay.train import checkpoint_path, train_run
 from kdecay.train.checkpoint import load_checkpoint, previous_path, save_checkpoint
 from tiny_runs import keep_rows, narrow
-
-CIFAR10 = "cifar-10-batches-py"
-
-
-def _archive(path: Path, members: dict[str, bytes], big: dict[str, int] | None = None) -> str:
-    """A gzip tar with ``members`` (name -> bytes) and ``big`` zero-filled ones (name ->
-    size); returns its md5."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
-        folder = tarfile.TarInfo(CIFAR10)
-        folder.type = tarfile.DIRTYPE
-        tar.addfile(folder)
-        for name, size in (big or {}).items():
-            info = tarfile.TarInfo(f"{CIFAR10}/{name}")
-            info.size = size
-            tar.addfile(info, _Zeros(size))
-        for name, payload in members.items():
-            info = tarfile.TarInfo(f"{CIFAR10}/{name}")
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
-    from kdecay.data.download import file_md5
-
-    return file_md5(path)
-
-
-class _Zeros(io.RawIOBase):
-    """``size`` zero bytes, streamed (a bomb member without holding it in memory)."""
-
-    def __init__(self, size: int) -> None:
-        self.left = size
-
-    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
-        n = min(len(b), self.left)
-        b[:n] = bytes(n)
-        self.left -= n
-        return n
-
-    def readable(self) -> bool:
-        return True
-
-
-def _batch(data: object, labels: object) -> bytes:
-    return py2_pickle_dumps({b"data": data, b"labels": labels, b"batch_label": b"x"})
-
-
-def _cifar10_members(batch: bytes) -> dict[str, bytes]:
-    """A CIFAR-10 layout whose first training batch is ``batch`` (the rest valid)."""
-    good = generate("cifar10", n_train=50, n_test=10, seed=0)
-    ok = _batch(good.train_images[:10].reshape(10, -1), [int(v) for v in good.train_labels[:10]])
-    meta = py2_pickle_dumps({b"label_names": [b"c%d" % i for i in range(10)]})
-    members = {f"data_batch_{i}": ok for i in range(2, 6)}
-    return {"data_batch_1": batch, **members, "test_batch": ok, "batches.meta": meta}
-
 
 # ---------------------------------------------------------------------------------------------
 # archives and prepare
@@ -87,7 +33,7 @@ def _cifar10_members(batch: bytes) -> dict[str, bytes]:
 
 def test_decompression_bomb_is_refused_before_extraction(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
-    md5 = _archive(raw / "cifar-10-python.tar.gz", {}, big={"data_batch_1": 300 * 2**20})
+    md5 = tar_archive(raw / "cifar-10-python.tar.gz", {}, big={"data_batch_1": 300 * 2**20})
     assert (raw / "cifar-10-python.tar.gz").stat().st_size < 2 * 2**20  # 300 MB in < 2 MB
     out = tmp_path / "out"
     with pytest.raises(DataError, match="decompression bomb") as info:
@@ -132,7 +78,7 @@ def test_only_the_expected_members_are_extracted(tmp_path: Path, monkeypatch) ->
 )
 def test_prepare_never_casts_silently(tmp_path: Path, data, labels, message: str) -> None:
     raw = tmp_path / "raw"
-    md5 = _archive(raw / "cifar-10-python.tar.gz", _cifar10_members(_batch(data, labels)))
+    md5 = tar_archive(raw / "cifar-10-python.tar.gz", cifar10_members(batch(data, labels)))
     with pytest.raises(DataError) as info:
         prepare("cifar10", raw, tmp_path / "out", md5=md5)
     assert message in str(info.value) and "data_batch_1" in str(info.value)
@@ -461,3 +407,101 @@ def test_clean_checkpoints_removes_recorded_and_stale_only(run_ws: Path, monkeyp
     lock["stages"]["t"]["outs"][0]["md5"] = file_md5(out / "metrics.json")
     Path("dvc.lock").write_text(yaml.safe_dump(lock))
     assert clean_checkpoints(Path("params.yaml")) == [kept]
+
+
+# ---------------------------------------------------------------------------------------------
+# the second fault audit: the last tracebacks, and two trainers of one run
+
+
+def test_summary_cut_in_the_middle_of_a_row_is_named(tmp_path: Path, capsys) -> None:
+    from kdecay.cli import main
+    from kdecay.report.aggregate import aggregate
+
+    params, runs = _report_ws(tmp_path)
+    aggregate(runs, tmp_path / "summary.csv", params)
+    text = (tmp_path / "summary.csv").read_text()
+    cut = text.index("\n", text.index("\n") + 1) + 15  # 15 characters into the second run
+    (tmp_path / "cut.csv").write_text(text[:cut])
+    appendix = Path(__file__).parents[1] / "paper" / "appendix_tables.csv"
+    args = ["--appendix", str(appendix), "--params", str(params), "--out", str(tmp_path / "t")]
+    assert main(["tables", "--summary", str(tmp_path / "cut.csv"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lacks 3 of the 4 runs" in err[0] and "truncated" in err[0]
+
+
+def test_a_full_disk_at_the_end_of_a_run_is_one_line_and_loses_nothing(
+    run_ws: Path, monkeypatch
+) -> None:
+    import errno
+
+    from kdecay.train import outputs
+
+    real = outputs.atomic_write_bytes
+
+    def full_disk(path: Path, data: bytes) -> None:
+        if path.name == "model.pt":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(outputs, "atomic_write_bytes", full_disk)
+    spec = _spec(run_ws)
+    with pytest.raises(DataError, match=r"could not write .*model\.pt \(No space left on device\)"):
+        train_run(spec, run_ws / "run", log=lambda _line: None)
+    assert checkpoint_path(spec).is_file()  # the final state is kept
+    monkeypatch.setattr(outputs, "atomic_write_bytes", real)
+    lines: list[str] = []
+    metrics = train_run(spec, run_ws / "run", log=lines.append)
+    assert metrics["status"] == "completed" and (run_ws / "run" / "model.pt").is_file()
+    assert any("already trained" in line and "no training" in line for line in lines), lines
+    assert not any("epoch 1/" in line for line in lines)  # nothing trained again
+
+
+def test_two_trainers_never_train_one_run_at_once(run_ws: Path, capsys) -> None:
+    """A second `kdecay train` of a run in progress (say `dvc repro -s` during a sweep) stops
+    in one line, exit 2, before touching the run's checkpoint."""
+    from kdecay.cli import main
+    from kdecay.fileio import exclusive_lock
+
+    lock = checkpoint_path(_spec(run_ws)).parent / "train.lock"
+    argv = ["train", "--dataset", "cifar10", "--row", "tiny", "--original", "--seed", "0"]
+    argv += ["--out", str(run_ws / "run"), "--params", str(run_ws / "params.yaml")]
+    with exclusive_lock(lock, "a test holding the run"):
+        assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1
+        and "the training of cifar10/tiny/original/seed0 is already running" in (err[0])
+    )
+    assert not (run_ws / "run" / "metrics.json").exists()
+
+
+def test_a_second_sweep_stops_in_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    pytest.importorskip("ray")
+    import shutil
+
+    from kdecay.cli import main
+    from kdecay.fileio import exclusive_lock
+
+    root = Path(__file__).parents[1]
+    shutil.copy(root / "params.smoke.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    with exclusive_lock(
+        tmp_path / "results" / "logs" / "sweep.lock", "a kdecay sweep of this workspace"
+    ):
+        assert main(["sweep", "--params", "params.yaml"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a kdecay sweep of this workspace is already running" in err[0]
+
+
+def test_check_refuses_every_value_train_refuses(tmp_path: Path, capsys) -> None:
+    """`make repro` runs `kdecay check` first, so a bad value stops before DVC removes any
+    run's outputs (DVC deletes a stage's outputs before running its command)."""
+    import yaml
+
+    from kdecay.cli import main
+
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params["rows"]["wrn16_8"]["epochs"] = -3
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["check", "--params", str(tmp_path / "params.yaml")]) == 2
+    assert "rows.wrn16_8.epochs must be an integer >= 1, got -3" in capsys.readouterr().err

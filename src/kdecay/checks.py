@@ -16,6 +16,7 @@ __all__ = [
     "CommandFailedError",
     "ConfigError",
     "DataError",
+    "LockedError",
     "check_choice",
     "check_flag",
     "check_int",
@@ -25,6 +26,10 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A params value or option is missing or out of range; the message names the key and fix."""
+
+
+class LockedError(ConfigError):
+    """Another process is doing the same work (a run, a sweep); the message names it."""
 
 
 class DataError(Exception):

@@ -5,18 +5,23 @@ temporary name and renames it the same way (:func:`kdecay.data.prepare.prepare`)
 
 Every write goes to a temporary file in the same folder and is renamed over the target, so a
 kill -9 at any moment leaves either the old or the new file, never a torn one.
+:func:`exclusive_lock` keeps two processes from doing the same work at once (a run, a sweep).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from kdecay.checks import LockedError
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -66,6 +71,33 @@ def atomic_write_many(files: dict[Path, bytes]) -> None:
         raise
     for tmp, path in temps:
         os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created) for the block, or raise
+    :class:`LockedError` at once if another process holds it: ``what`` names the work the
+    lock guards. The kernel releases the lock when the holder exits, even by kill -9."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise LockedError(
+                f"{what} is already running (process {holder}, lock {path}): wait for it to "
+                "end; two at once would write the same files"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_json(path: Path, obj: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from kdecay.checks import ConfigError, check_number
 from kdecay.config.reader import Section
 from kdecay.config.sections import KdecaySection
-from kdecay.data.augment import PADDING_MODES
+from kdecay.data.datasets import PADDING_MODES
 
 __all__ = ["Optimizer", "RowRecipe"]
 

@@ -8,11 +8,12 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kdecay import schedules
 from kdecay.config.sections import TrainOptions
-from kdecay.schedules import Schedule
+
+if TYPE_CHECKING:  # the schedules import torch; reading params needs neither
+    from kdecay.schedules import Schedule
 
 __all__ = [
     "METHODS",
@@ -145,6 +146,8 @@ def schedule_of(s: dict[str, Any], epochs: int, iters_per_epoch: int) -> Schedul
     Step and k-decay schedules keep the row's warm-up (``warmup_iters`` at ``warmup_lr``)
     before them; the decay itself runs over all ``epochs x iters_per_epoch`` iterations.
     """
+    from kdecay import schedules
+
     total = epochs * iters_per_epoch
     if s["kind"] == "sgdr":
         return schedules.sgdr(

@@ -16,7 +16,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-import torch
 
 from kdecay.checks import DataError
 from kdecay.data.datasets import DatasetInfo
@@ -125,10 +124,16 @@ def _batch_arrays(batch: dict[bytes, Any], name: str, info: DatasetInfo) -> tupl
         raise DataError(f"{name}: b'data' must be a uint8 array, got {kind}; {fix}")
     if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] == 0:
         raise DataError(f"{name}: b'data' has shape {data.shape}, expected [n >= 1, 3072]; {fix}")
-    if isinstance(labels, list) and not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in labels
-    ):
-        raise DataError(f"{name}: {info.labels_key!r} holds non-integer labels; {fix}")
+    if isinstance(labels, list):
+        # a flat list of Python ints (no bool, float, tuple): checked item by item, stops early
+        if not all(type(v) is int for v in labels):
+            raise DataError(f"{name}: {info.labels_key!r} holds non-integer labels; {fix}")
+    elif not isinstance(labels, np.ndarray):
+        # never walked: a tuple or nested containers could stand for 2^40 values
+        raise DataError(
+            f"{name}: {info.labels_key!r} must be a flat list of integer labels, got a "
+            f"{type(labels).__name__}; {fix}"
+        )
     lab = np.asarray(labels)
     if lab.dtype.kind not in "iu" or lab.shape != (len(data),):
         raise DataError(
@@ -141,27 +146,33 @@ def _batch_arrays(batch: dict[bytes, Any], name: str, info: DatasetInfo) -> tupl
 
 
 def read_split(folder: Path, files: tuple[str, ...], info: DatasetInfo) -> tuple[Any, Any]:
-    """uint8 ``[N, 3, 32, 32]`` images and int64 labels of the batches ``files``."""
+    """uint8 ``[N, 3, 32, 32]`` images and int64 labels of the batches ``files`` (numpy)."""
     images, labels = [], []
     for name in files:
         data, lab = _batch_arrays(load_pickle(folder / name), name, info)
         images.append(data.reshape(-1, *IMAGE_SHAPE))
         labels.append(lab)
-    return (
-        torch.from_numpy(np.concatenate(images)),
-        torch.from_numpy(np.concatenate(labels)),
-    )
+    return np.concatenate(images), np.concatenate(labels)
 
 
 def read_classes(folder: Path, info: DatasetInfo) -> list[str]:
+    """The class names of the meta member: exactly ``num_classes`` distinct byte strings."""
     meta = load_pickle(folder / info.meta_file)
     try:
         names = meta[info.label_names_key]
     except KeyError as exc:
         raise DataError(f"{info.meta_file}: missing key {exc}") from exc
-    classes = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
-    if len(classes) != info.num_classes:
+    n = info.num_classes
+    ok = isinstance(names, list) and len(names) == n
+    ok = ok and all(isinstance(v, bytes) and 0 < len(v) <= 100 for v in names)
+    if not ok or len(set(names)) != n:
+        shown = repr(names)[:80]
         raise DataError(
-            f"{info.meta_file}: {len(classes)} class names, expected {info.num_classes}"
+            f"{info.meta_file}: {info.label_names_key!r} must be a list of {n} distinct byte "
+            f"strings (the class names), got {shown}; the archive is damaged or not an "
+            "official CIFAR archive; download it again"
         )
-    return classes
+    try:
+        return [v.decode("utf-8") for v in names]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{info.meta_file}: a class name is not text ({exc})") from exc

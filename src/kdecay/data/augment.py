@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from kdecay.checks import check_choice, check_int
+from kdecay.data.datasets import PADDING_MODES
 
 __all__ = [
     "PADDING",
@@ -27,11 +28,6 @@ __all__ = [
 ]
 
 PADDING = 4
-PADDING_MODES = ("zeros", "mean", "reflect")
-"""How the 4-pixel border is filled, per row after its reference code: ``zeros`` black (0 on the
-raw pixels, torchvision's RandomCrop), ``mean`` the mean colour (0 after normalisation: the
-codes of He et al. (fb.resnet.torch) and DenseNet normalise, then zero-pad; SGDR's code pads
-after subtracting the mean), ``reflect`` mirrored (WRN's code)."""
 
 
 def _source_index(

@@ -12,11 +12,19 @@ from kdecay.checks import DataError
 
 __all__ = [
     "DATASETS",
+    "PADDING_MODES",
     "DataError",
     "DatasetInfo",
     "UnknownDatasetError",
     "get_dataset_info",
 ]
+
+
+PADDING_MODES = ("zeros", "mean", "reflect")
+"""How the 4-pixel border is filled, per row after its reference code: ``zeros`` black (0 on the
+raw pixels, torchvision's RandomCrop), ``mean`` the mean colour (0 after normalisation: the
+codes of He et al. (fb.resnet.torch) and DenseNet normalise, then zero-pad; SGDR's code pads
+after subtracting the mean), ``reflect`` mirrored (WRN's code)."""
 
 
 class UnknownDatasetError(DataError, ValueError):

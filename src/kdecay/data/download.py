@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from torchvision.datasets.utils import calculate_md5
 from tqdm.auto import tqdm
 
 from kdecay.checks import DataError
@@ -28,8 +28,9 @@ _TIMEOUT_S = 60.0
 
 
 def file_md5(path: Path) -> str:
-    """md5 hex digest of the file at ``path`` (torchvision's ``calculate_md5``)."""
-    return calculate_md5(str(path), chunk_size=_CHUNK)
+    """md5 hex digest of the file at ``path`` (``hashlib.file_digest``: read in chunks)."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -20,9 +20,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from kdecay.checks import DataError
 from kdecay.data import archive as cifar_archive
@@ -30,6 +28,9 @@ from kdecay.data.archive import IMAGE_SHAPE
 from kdecay.data.datasets import DatasetInfo, get_dataset_info
 from kdecay.data.download import file_md5
 from kdecay.fileio import load_error_reason
+
+if TYPE_CHECKING:  # torch is imported where it is used: an archive is verified without it
+    import torch
 
 __all__ = ["PreparedData", "channel_stats", "load_prepared", "prepare", "prepared_path"]
 
@@ -76,6 +77,8 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     Exact integer sums (in chunks) keep memory low and the result independent of chunking.
     """
     c = images.shape[1]
+    import torch
+
     total = torch.zeros(c, dtype=torch.int64)
     total_sq = torch.zeros(c, dtype=torch.int64)
     for start in range(0, len(images), 4096):
@@ -133,6 +136,11 @@ def prepare(dataset: str, raw_dir: Path, out_dir: Path, md5: str | None = None) 
         train_images, train_labels = cifar_archive.read_split(folder, info.train_files, info)
         test_images, test_labels = cifar_archive.read_split(folder, info.test_files, info)
         classes = cifar_archive.read_classes(folder, info)
+    import torch  # only now: every member was verified without it (bounded memory)
+
+    train_images, train_labels, test_images, test_labels = (
+        torch.from_numpy(a) for a in (train_images, train_labels, test_images, test_labels)
+    )
     mean, std = channel_stats(train_images)
     payload = {
         "format_version": FORMAT_VERSION,
@@ -172,6 +180,8 @@ def _verify_archive(archive: Path, info: DatasetInfo, dataset: str, expected: st
 
 
 def _save_atomic(payload: dict[str, object], out: Path) -> None:
+    import torch
+
     tmp_out = out.with_name(out.name + ".tmp")
     try:
         torch.save(payload, tmp_out)
@@ -232,6 +242,8 @@ def load_prepared(path: Path) -> PreparedData:
     )
     if not path.is_file():
         raise DataError(f"prepared data {path} not found: {fix}")
+    import torch
+
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -23,6 +23,7 @@ from typing import Any
 
 from kdecay.checks import ConfigError, check_int
 from kdecay.config import Config, load_config
+from kdecay.fileio import exclusive_lock
 from kdecay.sweep.engines import StageCommand
 from kdecay.sweep.stages import TrainStage, adoptable, commit_stage, stale_training_stages
 from kdecay.sweep.tools import tool_env
@@ -234,13 +235,28 @@ def _preflight(opts: SweepOptions) -> Config:
 
 
 def run_sweep(opts: SweepOptions) -> int:
-    """The whole pipeline with the training stages on an engine; returns the failed runs."""
+    """The whole pipeline with the training stages on an engine; returns the failed runs.
+    One sweep per workspace at a time (a lock in the log folder); DVC's own lock, held by a
+    `dvc repro` here, is named in one line."""
+    from dvc.lock import LockError
+
     require_extra(opts.engine)
     index, count = opts.shard
     check_int(count, "--shard (N of I/N)", low=1, error=ConfigError)
     check_int(index, "--shard (I of I/N)", low=0, high=count - 1, error=ConfigError)
     check_engine_options(opts)
     config = _preflight(opts)  # bad params or no GPU: fails before any download
+    with exclusive_lock(opts.log_dir / "sweep.lock", "a kdecay sweep of this workspace"):
+        try:
+            return _sweep(opts, config, index, count)
+        except LockError as err:
+            raise ConfigError(
+                f"DVC's lock of this workspace is held by another DVC process (a `dvc repro` "
+                f"or `dvc commit` here: {err}): wait for it to end, then rerun `kdecay sweep`"
+            ) from err
+
+
+def _sweep(opts: SweepOptions, config: Config, index: int, count: int) -> int:
     root = Path.cwd()
     _dvc(root, "repro", "download", "prepare")
     stages = _adopt_finished(root, stale_training_stages(root, opts.params_file))

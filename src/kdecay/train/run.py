@@ -8,12 +8,10 @@ NaN/inf loss ends the run with status "diverged" (exit 0, so a sweep goes on).
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +20,10 @@ import torch
 from kdecay.checks import ConfigError
 from kdecay.config import RunSpec
 from kdecay.data.prepare import PreparedData, load_prepared, prepared_path
-from kdecay.fileio import atomic_write_bytes, write_history, write_json
+from kdecay.fileio import exclusive_lock, write_history
 from kdecay.models import build_from_spec, forward_macs
 from kdecay.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from kdecay.train.outputs import Progress, final_metrics, write_outputs
 from kdecay.train.provenance import estimated_cpu_hours, fmt_seconds, provenance
 from kdecay.train.runtime import Runtime, runtime_for
 from kdecay.train.trainer import Trainer
@@ -63,32 +62,6 @@ def _check_cpu_budget(spec: RunSpec, runtime: Runtime, macs: int, n_train: int) 
             f"{spec.train.cpu_max_hours:g}). Run on a GPU, try `make smoke` for the "
             f"CPU-sized pipeline, or set train.device: cpu to force the CPU."
         )
-
-
-@dataclass
-class Progress:
-    """The part of a run that a checkpoint carries besides the trainer's state."""
-
-    history: list[dict[str, Any]] = field(default_factory=list)
-    epoch: int = 0
-    wall_seconds: float = 0.0
-    train_seconds: float = 0.0
-    status: str = "completed"
-    diverged_epoch: int | None = None
-    checkpointed_epoch: int | None = None
-
-    def checkpoint(self, trainer: Trainer, spec: RunSpec) -> dict[str, Any]:
-        """The checkpoint payload after :attr:`epoch` epochs."""
-        return {
-            "trainer": trainer.state(),
-            "history": self.history,
-            "epoch": self.epoch,
-            "wall_seconds": self.wall_seconds,
-            "train_seconds": self.train_seconds,
-            "status": self.status,
-            "diverged_epoch": self.diverged_epoch,
-            "config_hash": spec.config_hash(),
-        }
 
 
 def _resume(trainer: Trainer, spec: RunSpec, ckpt_file: Path, log: Log) -> Progress:
@@ -219,33 +192,6 @@ def _interrupted(spec: RunSpec, progress: Progress) -> str:
     )
 
 
-def _final_metrics(progress: Progress, trainer: Trainer) -> dict[str, Any]:
-    """The numbers of the run (``metrics.json``, a DVC metric)."""
-    history, done = progress.history, progress.status == "completed"
-    evaluated = [h for h in history if h.get("test_error") is not None]
-    best = min(evaluated, key=lambda h: h["test_error"]) if evaluated else None
-    last = history[-1] if done else {}
-    return {
-        "status": progress.status,
-        "diverged_epoch": progress.diverged_epoch,
-        "epochs_completed": len(history) if done else len(history) - 1,
-        "final_test_error": last.get("test_error"),
-        "final_test_loss": last.get("test_loss"),
-        "final_train_loss": last.get("train_loss"),
-        "final_train_error": last.get("train_error"),
-        "best_test_error": best["test_error"] if best else None,
-        "best_epoch": best["epoch"] if best else None,
-        "wall_seconds": round(progress.wall_seconds, 3),
-        "images_per_second": (
-            round(trainer.n_train * len(history) / progress.train_seconds, 1)
-            if done and progress.train_seconds > 0
-            else None
-        ),
-        # what the convolutions computed in: bf16 | tf32 | fp32 (the step form is in run.json)
-        "conv_precision": trainer.runtime.conv_precision,
-    }
-
-
 def train_run(spec: RunSpec, out_dir: Path, log: Log = print) -> dict[str, Any]:
     """Train one run, writing ``metrics.json`` (the numbers), ``run.json`` (provenance) and
     ``history.csv`` (per epoch) into ``out_dir``; returns the metrics.
@@ -264,29 +210,25 @@ def train_run(spec: RunSpec, out_dir: Path, log: Log = print) -> dict[str, Any]:
     data = _load_data(spec)
     _check_cpu_budget(spec, runtime, macs, int(data.train_labels.numel()))
     trainer = Trainer(spec, data, model, runtime)
-    progress = _resume(trainer, spec, checkpoint_path(spec), log)
-    run_info = provenance(spec, trainer, macs)
     _check_writable(out_dir, "run's output folder")
     _check_writable(checkpoint_path(spec).parent, "checkpoint folder (train.checkpoint_dir)")
-    log(
-        f"[{spec.label}] {trainer.params / 1e6:.2f}M params, {spec.epochs} epochs x "
-        f"{trainer.iters_per_epoch} it, schedule {spec.schedule['kind']}, "
-        f"device {run_info['device']}"
-    )
-    try:
-        _train_epochs(trainer, spec, progress, out_dir, log)
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(_interrupted(spec, progress)) from None
-    if progress.checkpointed_epoch != progress.epoch or progress.status != "completed":
-        _save(checkpoint_path(spec), progress, trainer, spec)  # kept until the run is recorded
-    write_history(out_dir / "history.csv", progress.history)
-    metrics = _final_metrics(progress, trainer)
-    if spec.train.save_weights:  # a diverged run's too: its weights at divergence
-        buffer = io.BytesIO()
-        torch.save(trainer.model.state_dict(), buffer)
-        atomic_write_bytes(out_dir / "model.pt", buffer.getvalue())
-    write_json(out_dir / "run.json", run_info)
-    write_json(out_dir / "metrics.json", metrics)
+    lock = checkpoint_path(spec).parent / "train.lock"
+    with exclusive_lock(lock, f"the training of {spec.label}"):  # one trainer per run
+        progress = _resume(trainer, spec, checkpoint_path(spec), log)
+        run_info = provenance(spec, trainer, macs)
+        log(
+            f"[{spec.label}] {trainer.params / 1e6:.2f}M params, {spec.epochs} epochs x "
+            f"{trainer.iters_per_epoch} it, schedule {spec.schedule['kind']}, "
+            f"device {run_info['device']}"
+        )
+        try:
+            _train_epochs(trainer, spec, progress, out_dir, log)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(_interrupted(spec, progress)) from None
+        if progress.checkpointed_epoch != progress.epoch or progress.status != "completed":
+            _save(checkpoint_path(spec), progress, trainer, spec)  # kept until it is recorded
+        metrics = final_metrics(progress, trainer)
+        write_outputs(out_dir, spec, progress, trainer, (run_info, metrics))
     if progress.status == "completed":
         log(
             f"[{spec.label}] done: final test error {metrics['final_test_error']:.2f}% "
