@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.kdecay-installed
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: repro test test-fast test-python lint format smoke figures bench plan clean-venv
+.PHONY: repro test test-fast test-python lint format smoke figures bench proof plan clean-venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -75,6 +75,11 @@ plan: $(STAMP)
 ## GPU throughput benchmark against a standard PyTorch pipeline
 bench: $(STAMP)
 	kdecay bench
+
+## on a GPU machine: the CUDA checks and the benchmark of every model in one call, the report
+## written after each step to results/proof/ (README "The GPU proof")
+proof: $(STAMP)
+	kdecay proof --out results/proof
 
 clean-venv:
 	rm -rf $(VENV)

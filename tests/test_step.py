@@ -138,15 +138,72 @@ def test_step_forms_resolve_per_device() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("form", ["compiled", "graph"])
-def test_cuda_step_follows_fp32_eager(form: str) -> None:
-    """On a GPU: bf16 + channels_last + the compiled/graphed step against fp32 eager."""
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_cuda_step_follows_fp32_eager(form: str, family: str) -> None:
+    """On a GPU, every family: bf16 + channels_last + the compiled/graphed step, with TF32 and
+    cudnn.benchmark set as training sets them (``runtime_for``), against fp32 eager."""
+    from kdecay.config import TrainOptions
+    from kdecay.train import runtime_for
+
     data = learnable_data(BATCH * FULL_BATCHES + PARTIAL, n_test=12)
     runs = []
-    for amp, cl, step in ((None, False, "eager"), (torch.bfloat16, True, form)):
-        runtime = Runtime(torch.device("cuda"), amp, cl, step=step)
-        model = FAMILIES["preact_basic"]
+    for options in (
+        TrainOptions(device="cuda", precision="fp32", channels_last=False, step="eager"),
+        TrainOptions(device="cuda", precision="bf16", channels_last=True, step=form),
+    ):
+        runtime = runtime_for(options)
+        model = FAMILIES[family]
         trainer = tiny_trainer(model, runtime, lr=LR, batch=BATCH, data=data, eval_batch_size=8)
         runs.append(_trajectory(trainer))
     ref, fast = runs
     gap = (fast - ref).abs()  # the bf16 tolerance of test_fast_path
     assert (gap <= 0.02 + 0.02 * ref.abs()).all(), gap.tolist()
+
+
+@pytest.mark.parametrize(
+    ("momentum", "nesterov", "weight_decay"),
+    [(0.9, False, 5e-4), (0.9, True, 1e-4), (0.0, False, 0.0), (0.9, True, 0.0)],
+    ids=["momentum-wd", "nesterov-wd", "plain", "nesterov"],
+)
+def test_the_functional_update_equals_torch_sgd(
+    momentum: float, nesterov: bool, weight_decay: float
+) -> None:
+    from kdecay.train.step import sgd_update
+
+    torch.manual_seed(0)
+    params = [torch.randn(5, 3, requires_grad=True), torch.randn(7, requires_grad=True)]
+    ref = [p.detach().clone().requires_grad_() for p in params]
+    opt = torch.optim.SGD(
+        ref, lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+    )
+    bufs = [torch.zeros_like(p) for p in params]
+    lr = torch.tensor(0.1)
+    for step in range(6):  # the LR changes, as a schedule changes it
+        grads = [torch.randn_like(p) for p in params]
+        for mine, theirs, g in zip(params, ref, grads, strict=True):
+            mine.grad, theirs.grad = g.clone(), g.clone()
+        lr.fill_(0.1 * 0.7**step)
+        opt.param_groups[0]["lr"] = float(lr)
+        sgd_update(params, bufs, lr, momentum, weight_decay, nesterov)
+        opt.step()
+    for mine, theirs in zip(params, ref, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-7)
+
+
+def test_the_compiled_step_has_no_graph_break_and_keeps_its_addresses() -> None:
+    """Dynamo traces the update (and the forward) without a graph break, and every step, the
+    epoch's partial batch included, updates the same gradient tensors: a CUDA graph of the
+    update would never see a new address."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    trainer = _trainer("preact_basic", "compiled", backend="eager")  # Dynamo only: fast
+    params = [p for p in trainer.model.parameters()]
+    addresses = []
+    for _ in range(2):  # two epochs, each ending with its partial batch
+        for loss in epoch_losses(trainer):
+            assert torch.isfinite(loss)
+            addresses.append(tuple(p.grad.data_ptr() for p in params))
+    assert len(addresses) == 2 * (FULL_BATCHES + 1) and len(set(addresses)) == 1
+    assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
+    assert counters["stats"]["unique_graphs"] >= 2  # the forward and the update, each whole

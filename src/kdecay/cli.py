@@ -185,6 +185,12 @@ def _cmd_bench(a: argparse.Namespace) -> None:
     )
 
 
+def _cmd_proof(a: argparse.Namespace) -> None:
+    from kdecay.bench.proof import run_proof
+
+    run_proof(a.out, a.device, a.budget_seconds, a.params)
+
+
 def _add_data_commands(sub: Any) -> None:
     p = sub.add_parser("download", help="fetch a CIFAR archive and verify its md5")
     _dataset_arg(p)
@@ -331,12 +337,32 @@ def _add_bench(sub: Any) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
+def _add_proof(sub: Any) -> None:
+    p = sub.add_parser(
+        "proof", help="CUDA checks + benchmark of every model in one call, report after each step"
+    )
+    p.add_argument("--out", type=Path, required=True, help="report folder (proof.json, .md)")
+    p.add_argument(
+        "--device", choices=("cuda", "cpu"), default="cuda", help="cpu: tiny sizes (default cuda)"
+    )
+    p.add_argument(
+        "--budget-seconds", type=float, default=480, help="steps that do not fit are skipped"
+    )
+    p.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="models to benchmark (default: params.yaml on cuda, params.smoke.yaml on cpu)",
+    )
+    p.set_defaults(func=_cmd_proof)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``kdecay`` command."""
     parser = argparse.ArgumentParser(prog="kdecay", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = (_add_data_commands, _add_train, _add_report_commands, _add_tools, _add_sweep)
-    for add in (*commands, _add_bench):
+    for add in (*commands, _add_bench, _add_proof):
         add(sub)
     return parser
 

@@ -40,18 +40,23 @@ def time_passes(
     warmup: int,
     passes: int,
     device: torch.device,
-) -> tuple[list[tuple[float, float]], Any]:
+) -> tuple[list[tuple[float, float]], Any, float]:
     """Time whole passes over ``loader`` (full batches, then at most one partial batch).
 
-    ``warmup`` untimed passes, then ``passes`` timed ones. In a timed pass the clock is read
-    (after a device sync) at its start, before its partial batch and at its end, so each pass
-    gives (seconds per full step, seconds of the partial step; 0 without one). Returns those
-    pairs and the last step's result.
+    ``warmup`` untimed passes (their wall time, compilation included, is the third value
+    returned), then ``passes`` timed ones. In a timed pass the clock is read (after a device
+    sync) at its start, before its partial batch and at its end, so each pass gives (seconds
+    per full step, seconds of the partial step; 0 without one). Returns those pairs, the last
+    step's result and the warmup seconds.
     """
     result = None
+    sync(device)
+    t_warm = time.perf_counter()
     for _ in range(warmup):
         for x, y in loader:
             result = step(x, y)
+    sync(device)
+    warmup_seconds = time.perf_counter() - t_warm
     out = []
     for _ in range(passes):
         sync(device)
@@ -69,7 +74,7 @@ def time_passes(
         if t_partial == t0:  # no partial batch
             t_partial = t_end
         out.append(((t_partial - t0) / max(full, 1), t_end - t_partial))
-    return out, result
+    return out, result, warmup_seconds
 
 
 def measure_peak_flops(device: torch.device) -> dict[str, Any]:

@@ -8,19 +8,24 @@ batch's misclassified count.
   (a loop over the parameters: ``foreach`` is a CUDA default); the LR is a
   Python float in the optimizer's param group.
 * ``compiled``: ``torch.compile(dynamic=False)`` of (a) forward + loss + error count, whose
-  backward AOTAutograd compiles alongside, and (b) the SGD update (foreach, the form Inductor
-  fuses into a few kernels). The LR lives in a 0-dim tensor on the device that the schedule
-  writes in place (``fill_``), so a new LR never recompiles and never syncs. Inductor folds
-  the autocast weight casts and the BN statistics updates into its kernels.
+  backward AOTAutograd compiles alongside, and (b) the SGD update, written here as foreach
+  tensor ops (:func:`sgd_update`: torch's SGD arithmetic without its ``step()`` machinery, so
+  Dynamo traces it in one graph with no break; Inductor fuses it into a few kernels). The LR
+  lives in a 0-dim tensor on the device that the schedule writes in place (``fill_``), so a
+  new LR never recompiles and never syncs. Inductor folds the autocast weight casts and the BN
+  statistics updates into its kernels.
 * ``graph``: the compiled step with ``mode="reduce-overhead"``: each compiled graph is
   recorded once as a CUDA graph and replayed (CUDA only).
 
-Static shapes: the forward graph is compiled for the full batch only. An epoch's last, partial
-batch (80 images at batch 128 on CIFAR) runs its forward and backward eagerly and then the same
-compiled update, so it never adds a dynamic-shape graph. The momentum buffers are created as
-zeros before the first compiled update (``0 * momentum + g = g`` exactly, as SGD's own first
-step), so the update is traced once, not twice. A process holds one compiled step at a time:
-building one drops the graphs compiled before (``torch.compiler.reset``).
+Static shapes and static addresses: the forward graph is compiled for the full batch only. An
+epoch's last, partial batch (80 images at batch 128 on CIFAR) runs its forward and backward
+eagerly and then the same compiled update, so it never adds a dynamic-shape graph. Gradients
+are zeroed in place (``zero_grad(set_to_none=False)``), never reallocated, so the update (and,
+in ``graph``, its recorded CUDA graph) sees the same gradient, parameter and momentum tensors
+at every step, the partial batch's included: nothing is re-recorded. The momentum buffers are
+created as zeros before the first compiled update (``0 * momentum + g = g`` exactly, as SGD's
+own first step), so the update is traced once, not twice. A process holds one compiled step at
+a time: building one drops the graphs compiled before (``torch.compiler.reset``).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import torch.nn.functional as F
 
 from kdecay.train.runtime import Runtime
 
-__all__ = ["TrainStep"]
+__all__ = ["TrainStep", "sgd_update"]
 
 StepOut = tuple[torch.Tensor, torch.Tensor]
 
@@ -47,6 +52,33 @@ def _make_optimizer(
         return torch.optim.SGD(model.parameters(), lr=lr, fused=fused, foreach=None, **hyper)
     lr_tensor = torch.tensor(lr, dtype=torch.float32, device=runtime.device)
     return torch.optim.SGD(model.parameters(), lr=lr_tensor, foreach=True, **hyper)
+
+
+def sgd_update(
+    params: list[torch.Tensor],
+    bufs: list[torch.Tensor],
+    lr: torch.Tensor,
+    momentum: float,
+    weight_decay: float,
+    nesterov: bool,
+) -> None:
+    """``torch.optim.SGD``'s update (dampening 0, no maximize) in foreach ops, as its foreach
+    path computes it with a tensor LR:
+
+        g = grad + weight_decay * p;  b = momentum * b + g;  d = g + momentum * b (Nesterov)
+        or d = b;  p = p - lr * d
+
+    (``b`` starts at zeros, which equals SGD's first-step ``b = g``). Pure tensor operations:
+    Dynamo traces it whole, with no graph break."""
+    with torch.no_grad():
+        grads = [p.grad for p in params]
+        if weight_decay:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        if momentum:
+            torch._foreach_mul_(bufs, momentum)
+            torch._foreach_add_(bufs, grads)
+            grads = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
+        torch._foreach_add_(params, torch._foreach_mul(grads, lr), alpha=-1)
 
 
 class TrainStep:
@@ -87,8 +119,12 @@ class TrainStep:
             compile_kw: dict[str, Any] = {"dynamic": False, "backend": backend}
             if backend == "inductor":
                 compile_kw["mode"] = mode
+            group = self.optimizer.param_groups[0]
+            self._params = [p for p in group["params"] if p.requires_grad]
+            self._bufs: list[torch.Tensor] = []
+            self._hyper = (group["momentum"], group["weight_decay"], group["nesterov"])
             self._forward = torch.compile(self._forward_loss, **compile_kw)
-            self._update = torch.compile(self._sgd_update, **compile_kw)
+            self._update = torch.compile(self._functional_update, **compile_kw)
             self._logits = torch.compile(self._eval_logits, **compile_kw)
 
     def _forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> StepOut:
@@ -100,27 +136,34 @@ class TrainStep:
     def _sgd_update(self) -> None:
         self.optimizer.step()
 
+    def _functional_update(self) -> None:
+        group = self.optimizer.param_groups[0]
+        sgd_update(self._params, self._bufs, group["lr"], *self._hyper)
+
     def _init_momentum(self) -> None:
-        """Zero momentum buffers where SGD would create them lazily (compiled forms only)."""
-        for group in self.optimizer.param_groups:
-            if not group["momentum"]:
-                continue
-            for p in group["params"]:
-                state = self.optimizer.state[p]
-                if state.get("momentum_buffer") is None:
-                    state["momentum_buffer"] = torch.zeros_like(
-                        p, memory_format=torch.preserve_format
-                    )
+        """Zero momentum buffers where SGD would create them lazily (compiled forms only); the
+        update reads them from the optimizer's state, so checkpoints keep their format."""
+        if not self._hyper[0]:
+            return
+        for p in self._params:
+            state = self.optimizer.state[p]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        self._bufs = [self.optimizer.state[p]["momentum_buffer"] for p in self._params]
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepOut:
         """One step on the batch ``(x, y)``; returns detached (loss, misclassified count)."""
         forward = self._forward if len(y) == self.full_batch else self._forward_loss
         loss, wrong = forward(x, y)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=not self.compiled)  # compiled: same addresses
         loss.backward()
         if self.compiled and not self._momentum_ready:
             self._init_momentum()
             self._momentum_ready = True
+            # the update bypasses optimizer.step(), whose wrapper tells torch's LRScheduler
+            # that the optimizer stepped (else it warns that the schedule skips a value: ours
+            # does not, LRSchedule computes the LR from its own counter)
+            self.optimizer._opt_called = True  # type: ignore[attr-defined]
         self._update()
         return loss.detach(), wrong
 
@@ -136,7 +179,7 @@ class TrainStep:
     def optimizer_kind(self) -> str:
         """How the SGD update runs: ``SGD fused``/``SGD foreach`` (eager) or compiled."""
         if self.compiled:
-            return f"SGD foreach, torch.compile ({self.runtime.step}), LR in a device tensor"
+            return f"SGD (foreach ops), torch.compile ({self.runtime.step}), LR in a device tensor"
         return "SGD fused" if self.runtime.cuda else "SGD (PyTorch's CPU default)"
 
     def lr_tensor(self) -> torch.Tensor | None:
