@@ -163,3 +163,66 @@ def test_the_local_executor_gets_the_time_limit_and_gpus(tmp_path: Path) -> None
     assert (default["timeout_min"], default["gpus_per_node"]) == (24 * 60, 1)
     given = _executor(tmp_path, "local", {"timeout_min": 90, "gpus_per_job": 2}).parameters
     assert (given["timeout_min"], given["gpus_per_node"]) == (90, 2)
+
+
+def test_every_option_has_a_help_text() -> None:
+    """Every option of every subcommand says what it is (`--summary`, `--runs`, `--appendix`,
+    `sweep --logs` with its default, `--cluster debug`)."""
+    import argparse
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [
+        f"{name} {'/'.join(action.option_strings)}"
+        for name, command in sub.choices.items()
+        for action in command._actions
+        if action.option_strings and action.help in (None, "") and action.dest != "help"
+    ]
+    assert missing == []
+    sweep = {a.dest: a.help for a in sub.choices["sweep"]._actions}
+    assert "default: results/logs" in sweep["logs"]
+    assert "debug runs them one by one" in sweep["cluster"]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "line"),
+    [(1, 1, "failed with exit status 1"), (252, 130, "stopped; the smoke workspace")],
+    ids=["failure", "ctrl-c"],
+)
+def test_smoke_ends_a_failed_dvc_repro_in_one_line(
+    status: int, code: int, line: str, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """DVC prints its own message; kdecay smoke adds one line (no CalledProcessError
+    traceback) saying the workspace is kept and how to resume: exit 1, or 130 on Ctrl-C
+    (DVC's "interrupted by the user" is its exit status 252)."""
+    import subprocess
+
+    from kdecay.sweep import smoke
+
+    real = subprocess.run
+
+    def dvc_repro_fails(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        if cmd[1:4] == ["-m", "dvc", "repro"]:
+            return subprocess.CompletedProcess(cmd, status)
+        return real(cmd, **kw)
+
+    monkeypatch.setattr(smoke.subprocess, "run", dvc_repro_fails)
+    assert cli.main(["smoke", "--workdir", str(tmp_path / "ws")]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and line in err[0] and "make smoke" in err[0]
+
+
+def test_sweep_refuses_full_size_runs_without_a_gpu_before_downloading(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """Like `make repro`'s `kdecay check`: a Ray started here trains on this machine."""
+    pytest.importorskip("ray")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal is for machines without one")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["sweep", "--params", str(ROOT / "params.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "no GPU (CUDA) is visible" in err and "Nothing was downloaded" in err
+    assert not (tmp_path / "data").exists()

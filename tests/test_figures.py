@@ -246,6 +246,16 @@ def test_ksweep_legend_says_std_only_with_several_seeds(tmp_path: Path, seeds, l
     assert f"ours: k-decay ({label})" in texts
     caps = [c for ax in fig.axes for c in ax.containers]
     assert bool(caps) == (seeds > 1)  # error bars only when there is a spread to show
+    # one dataset: the figure stays wide enough for its title and legend (nothing clipped)
+    assert fig.get_size_inches()[0] >= 7.0
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    for artist in (fig._suptitle, fig.legends[0]):
+        box = artist.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.width, artist
 
 
 @pytest.mark.skipif(
@@ -304,6 +314,12 @@ def test_lr_figure_draws_each_rows_own_schedules(tmp_path: Path) -> None:
         label for label, _ in row_schedules(params, "wrn28_10_sgdr")[1]
     ]
     fig = _lr_figure(params)
+    # the SGDR row has no separate original: its k = 1 line is SGDR, and the figure says so
+    assert "SGDR row: its original recipe is SGDR itself" in fig.get_suptitle()
+    sgdr_labels = [line.get_label() for line in fig.axes[2].get_lines()]
+    assert "original recipe" not in sgdr_labels and "k = 1 (control = the original SGDR)" in (
+        sgdr_labels
+    )
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert titles == [
         f"{row} ({391} it./epoch)" for row in ("preact_resnet110", "wrn16_8", "wrn28_10_sgdr")

@@ -173,3 +173,13 @@ def test_make_repro_without_gpu_stops_before_downloading(tmp_path: Path) -> None
     assert done.returncode != 0
     assert "no GPU" in out and "make smoke" in out
     assert "downloading" not in out and not (clone / "data" / "raw").exists()
+
+
+def test_make_figures_without_runs_says_where_runs_come_from(tmp_path: Path) -> None:
+    clone = fresh_copy(tmp_path / "kdecay")
+    done = make(clone, "figures")
+    assert done.returncode != 0
+    assert "make figures: no finished runs in results/runs yet: 'make repro' trains them" in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr and "Errno" not in done.stderr

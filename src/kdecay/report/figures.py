@@ -222,7 +222,7 @@ def _ksweep_figure(config: Config, cells: pd.DataFrame, appendix: pd.DataFrame) 
     if len(appendix):
         labels += ["paper: k-decay at its k", "paper: original recipe"]
         handles += [Line2D([], [], mfc="0.7", **STAR), Line2D([], [], mec="0.3", **PAPER_ORIG)]
-    fig.legend(handles, labels, loc="outside lower center", ncol=3)
+    fig.legend(handles, labels, loc="outside lower center", ncol=3 if len(datasets) > 1 else 2)
     fig.suptitle(figure_title(config, f"{datasets_title(config)}: final test error vs k"))
     return fig
 
