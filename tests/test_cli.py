@@ -226,3 +226,11 @@ def test_sweep_refuses_full_size_runs_without_a_gpu_before_downloading(
     err = capsys.readouterr().err
     assert "no GPU (CUDA) is visible" in err and "Nothing was downloaded" in err
     assert not (tmp_path / "data").exists()
+
+
+def test_sweep_on_slurm_without_sbatch_says_so(tmp_path: Path, capsys, monkeypatch) -> None:
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    code = cli.main(["sweep", "--engine", "slurm", "--params", str(ROOT / "params.smoke.yaml")])
+    assert code == 2
+    assert "no `sbatch` on this machine's PATH" in capsys.readouterr().err

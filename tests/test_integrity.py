@@ -456,11 +456,15 @@ def test_a_full_disk_at_the_end_of_a_run_is_one_line_and_loses_nothing(
     assert not any("epoch 1/" in line for line in lines)  # nothing trained again
 
 
-def test_two_trainers_never_train_one_run_at_once(run_ws: Path, capsys) -> None:
+def test_two_trainers_never_train_one_run_at_once(run_ws: Path, capsys, monkeypatch) -> None:
     """A second `kdecay train` of a run in progress (say `dvc repro -s` during a sweep) stops
-    in one line, exit 2, before touching the run's checkpoint."""
+    in one line, exit 2, before touching the run's checkpoint (after waiting a moment, as a
+    requeued job waits for the job it replaces)."""
     from kdecay.cli import main
     from kdecay.fileio import exclusive_lock
+    from kdecay.train import run
+
+    monkeypatch.setattr(run, "LOCK_WAIT_S", 0.5)
 
     lock = checkpoint_path(_spec(run_ws)).parent / "train.lock"
     argv = ["train", "--dataset", "cifar10", "--row", "tiny", "--original", "--seed", "0"]

@@ -42,7 +42,7 @@ def test_tables_have_every_appendix_row(smoke_ws: Path):
         table = pd.read_csv(smoke_ws / "paper_figures" / "tables" / f"{dataset}.csv")
         assert list(table["row"]) == list(appendix[appendix["dataset"] == dataset]["row"])
         assert table["our_original_err"].notna().all()  # every run of the smoke completed
-        assert table["our_best_err"].notna().all()
+        assert table["our_best_err_on_test_set"].notna().all()
         md = (smoke_ws / "paper_figures" / "tables" / f"{dataset}.md").read_text()
         assert md.startswith("### SYNTHETIC DATA")
         tex = (smoke_ws / "paper_figures" / "tables" / f"{dataset}.tex").read_text()
@@ -94,8 +94,9 @@ def test_second_repro_runs_nothing_and_one_k_change_reruns_only_that_k(smoke_ws:
         "wrn28_10_sgdr",
         "densenet_bc100_k12",
     ]
-    datasets, seeds = ("cifar10", "cifar100"), (0, 1)
-    assert trained == {f"train_kdecay@{d}-{r}-2-{s}" for d in datasets for r in rows for s in seeds}
+    datasets = ("cifar10", "cifar100")
+    # the sweep's seed only: the claim runs keep their own k (claims.cells)
+    assert trained == {f"train_kdecay@{d}-{r}-2-0" for d in datasets for r in rows}
     assert {"aggregate", "tables", "figures"} <= ran
 
 

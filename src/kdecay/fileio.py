@@ -17,6 +17,7 @@ import io
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,22 +74,33 @@ def atomic_write_many(files: dict[Path, bytes]) -> None:
         os.replace(tmp, path)
 
 
+def _try_lock(handle: Any, wait_s: float) -> bool:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+
+
 @contextlib.contextmanager
-def exclusive_lock(path: Path, what: str) -> Iterator[None]:
+def exclusive_lock(path: Path, what: str, wait_s: float = 0.0) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created) for the block, or raise
-    :class:`LockedError` at once if another process holds it: ``what`` names the work the
+    :class:`LockedError` if another process still holds it after ``wait_s`` seconds (time for
+    a process being stopped, say a requeued job's, to let go): ``what`` names the work the
     lock guards. The kernel releases the lock when the holder exits, even by kill -9."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(handle, wait_s):
             handle.seek(0)
             holder = handle.read().strip() or "?"
             raise LockedError(
                 f"{what} is already running (process {holder}, lock {path}): wait for it to "
                 "end; two at once would write the same files"
-            ) from None
+            )
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")

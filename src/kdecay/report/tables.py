@@ -174,6 +174,9 @@ def _table_line(line: LineCells, a: pd.Series, config: Config) -> dict[str, Any]
         "our_err_at_paper_k": _mean(line.at_paper),
         "our_k1_err": _mean(line.control),
         "our_best_k_on_test_set": best_k if best_k is not None else math.nan,
+        "our_best_err_on_test_set": (
+            line.k_cells[best_k]["mean_error"] if best_k is not None else math.nan
+        ),
         "paper_improvement": line.paper_gain,
         **{
             f"{name}_{field}": getattr(test, field) if test else math.nan

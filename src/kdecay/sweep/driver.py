@@ -14,6 +14,7 @@ finished run recorded in DVC at once, then ``dvc repro`` for aggregate, tables a
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -110,6 +111,11 @@ def check_engine_options(opts: SweepOptions) -> None:
             f"{'/'.join(ray_given)}: options of --engine ray, unused by --engine slurm: drop them"
         )
     cluster = opts.cluster or "slurm"
+    if cluster == "slurm" and shutil.which("sbatch") is None:
+        raise ConfigError(
+            "kdecay sweep --engine slurm: no `sbatch` on this machine's PATH: run it on a "
+            "SLURM login node, or use --cluster local (the same jobs as local processes)"
+        )
     unused = [SLURM_FLAGS[key] for key in opts.slurm if key not in EXECUTOR_READS[cluster]]
     if unused:
         reads = sorted(SLURM_FLAGS[key] for key in EXECUTOR_READS[cluster]) or ["none of them"]
@@ -203,11 +209,12 @@ def _run_stages(
         (progress.done if ok else progress.failed).append(name)
         with events.open("a") as f:
             f.write(json.dumps({"stage": name, "out": outs[name], "ok": ok, **result}) + "\n")
+        job = f" (SLURM job {result['job_id']})" if result.get("job_id") else ""
         if ok:
-            status = "done, recorded in dvc.lock"
+            status = f"done{job}, recorded in dvc.lock"
         else:
             why = result.get("error") or f"exit {result.get('rc')}"
-            status = f"FAILED ({why}), log {progress.logs[name]}"
+            status = f"FAILED{job} ({why}), log {progress.logs[name]}"
         print(f"[sweep] {name}: {status}", flush=True)
         print(progress.line(), flush=True)
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,12 +125,23 @@ class RayEngine:
 DEFAULT_TIMEOUT_MIN = 24 * 60  # --time 24:00:00
 
 
+STOPPED_BY_SLURM_WAIT_S = 300  # how long a job whose command SLURM stopped waits to be ended
+
+
 class StageJob:
     """A submitit job running one stage; requeued with the same arguments on preemption or
-    timeout (its ``kdecay train`` then resumes from the run's checkpoint)."""
+    timeout (its ``kdecay train`` then resumes from the run's checkpoint).
+
+    SLURM stops a job it preempts or requeues (``scontrol requeue``) with SIGTERM, then
+    SIGKILL: the command dies of the SIGTERM, and this job then writes no result (which the
+    driver would record as a failure) but waits to be ended, so that the requeued job's result
+    is the one the driver reads. A time-limit warning (SIGUSR2) is submitit's own requeue."""
 
     def __call__(self, job: StageCommand) -> dict[str, Any]:
-        return run_stage_command(job)
+        result = run_stage_command(job)
+        if result["rc"] == -signal.SIGTERM and os.environ.get("SLURM_JOB_ID"):
+            time.sleep(STOPPED_BY_SLURM_WAIT_S)  # SLURM's SIGKILL ends this job first
+        return result
 
     def checkpoint(self, job: StageCommand) -> Any:
         import submitit
@@ -165,16 +179,53 @@ def _executor(folder: Path, cluster: str, options: dict[str, Any]) -> Any:
     return submitit.DebugExecutor(folder=str(folder))
 
 
+class _OnceFilter(logging.Filter):
+    """Let a repeated warning through once: submitit logs "Bypassing sacct error" on every
+    poll of a cluster without accounting."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.seen = text, False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.text not in record.getMessage():
+            return True
+        if self.seen:
+            return False
+        self.seen = True
+        return True
+
+
 class SlurmEngine:
     """One submitit job array over the stages (``cluster``: ``slurm``, or ``local``/``debug``
     to run the same jobs on this machine)."""
 
+    STATE_EVERY_S = 30.0  # a line of job states this often while jobs run
+
     def __init__(self, folder: Path, cluster: str, options: dict[str, Any]) -> None:
         self.executor = _executor(folder, cluster, options)
         self.cluster = cluster
+        log = logging.getLogger("submitit")
+        log.addFilter(_OnceFilter("Bypassing sacct error"))
+        for handler in log.handlers:  # submitit prints warnings on stdout and stderr: once
+            if getattr(handler, "stream", None) is sys.stdout:
+                handler.addFilter(lambda record: record.levelno < logging.WARNING)
 
     def describe(self) -> str:
         return f"submitit ({self.cluster}), logs in {self.executor.folder}"
+
+    def _states(self, array: str, pending: dict[str, tuple[Any, str]]) -> str:
+        """Counts of the pending jobs by state: SLURM's own (``squeue``), which stays right on
+        a cluster without accounting, where submitit (through ``sacct``) says UNKNOWN."""
+        counts: Counter[str] = Counter()
+        if self.cluster == "slurm":
+            cmd = ["squeue", "-h", "-r", "-j", array, "-o", "%i %T"]
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+            queued = dict(line.split() for line in done.stdout.splitlines() if " " in line)
+            counts.update(queued.get(job_id, "ENDED") for job_id in pending)
+        else:
+            counts.update(job.state for job, _ in pending.values())
+        return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
 
     def finished(self, jobs: list[StageCommand], resources: Resources) -> Finished:
         """Submit one job array; yield each job as it ends (``resources`` unused: a SLURM job
@@ -182,6 +233,9 @@ class SlurmEngine:
         del resources
         submitted = self.executor.map_array(StageJob(), jobs)
         pending = {j.job_id: (j, job.name) for j, job in zip(submitted, jobs, strict=True)}
+        array = submitted[0].job_id.split("_")[0] if submitted else "?"
+        print(f"[sweep] submitted job array {array}: {len(submitted)} jobs", flush=True)
+        last_states = time.monotonic()
         while pending:
             for job_id, (job, name) in list(pending.items()):
                 if not job.done():
@@ -192,6 +246,9 @@ class SlurmEngine:
                 except Exception as err:  # the job failed outside the command
                     result = {"rc": -1, "error": f"{type(err).__name__}: {err}"}
                 yield name, {**result, "job_id": job_id}
+            if pending and time.monotonic() - last_states > self.STATE_EVERY_S:
+                print(f"[sweep] job array {array}: {self._states(array, pending)}", flush=True)
+                last_states = time.monotonic()
             time.sleep(0.5)
 
     def close(self) -> None:

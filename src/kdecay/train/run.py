@@ -31,6 +31,7 @@ from kdecay.train.trainer import Trainer
 __all__ = ["train_run"]
 
 Log = Callable[[str], None]
+LOCK_WAIT_S = 15.0  # how long a second trainer of a run waits for the first to let go
 
 
 def _load_data(spec: RunSpec) -> PreparedData:
@@ -213,7 +214,8 @@ def train_run(spec: RunSpec, out_dir: Path, log: Log = print) -> dict[str, Any]:
     _check_writable(out_dir, "run's output folder")
     _check_writable(checkpoint_path(spec).parent, "checkpoint folder (train.checkpoint_dir)")
     lock = checkpoint_path(spec).parent / "train.lock"
-    with exclusive_lock(lock, f"the training of {spec.label}"):  # one trainer per run
+    # one trainer per run; a requeued job may start while the job it replaces still exits
+    with exclusive_lock(lock, f"the training of {spec.label}", wait_s=LOCK_WAIT_S):
         progress = _resume(trainer, spec, checkpoint_path(spec), log)
         run_info = provenance(spec, trainer, macs)
         log(
