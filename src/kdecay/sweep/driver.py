@@ -245,8 +245,6 @@ def run_sweep(opts: SweepOptions) -> int:
     """The whole pipeline with the training stages on an engine; returns the failed runs.
     One sweep per workspace at a time (a lock in the log folder); DVC's own lock, held by a
     `dvc repro` here, is named in one line."""
-    from dvc.lock import LockError
-
     require_extra(opts.engine)
     index, count = opts.shard
     check_int(count, "--shard (N of I/N)", low=1, error=ConfigError)
@@ -256,7 +254,13 @@ def run_sweep(opts: SweepOptions) -> int:
     with exclusive_lock(opts.log_dir / "sweep.lock", "a kdecay sweep of this workspace"):
         try:
             return _sweep(opts, config, index, count)
-        except LockError as err:
+        except Exception as err:
+            # imported here, not above: importing dvc binds its log handlers to the streams
+            # of the moment; the sweep has imported it by the time DVC raises this
+            from dvc.lock import LockError
+
+            if not isinstance(err, LockError):
+                raise
             raise ConfigError(
                 f"DVC's lock of this workspace is held by another DVC process (a `dvc repro` "
                 f"or `dvc commit` here: {err}): wait for it to end, then rerun `kdecay sweep`"
