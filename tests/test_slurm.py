@@ -20,9 +20,8 @@ import pytest
 import yaml
 
 from kdecay.config.yaml_io import read_yaml_mapping
-from kdecay.sweep.smoke import setup_workspace
 from kdecay.sweep.tools import tool_env
-from tiny_runs import narrow
+from tiny_runs import clone, mini_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -61,17 +60,7 @@ def slurm_conf(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The mini smoke workspace (11 runs on CIFAR-10, k = 1), committed to git."""
-    top = tmp_path_factory.mktemp("slurm_ws")
-    params = narrow(read_yaml_mapping(ROOT / "params.smoke.yaml"), ["cifar10"], [0], [])
-    params["kdecay"]["ks"] = [1]
-    (top / "mini.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return setup_workspace(top / "base", top / "mini.yaml")
-
-
-def clone(base: Path, name: str) -> Path:
-    dest = base.parent / name
-    subprocess.run(["git", "clone", "-q", str(base), str(dest)], check=True)
-    return dest
+    return mini_workspace(tmp_path_factory.mktemp("slurm_ws"))
 
 
 def kdecay(ws: Path, conf: str, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:

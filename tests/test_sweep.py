@@ -22,10 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kdecay.config.yaml_io import read_yaml_mapping
-from kdecay.sweep.smoke import setup_workspace
 from kdecay.sweep.tools import tool_env
-from tiny_runs import narrow
+from tiny_runs import clone, mini_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 THIN = ("preact_resnet110", "preact_resnet164", "densenet_bc100_k12")
@@ -36,18 +34,7 @@ N_RUNS = 11
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The mini workspace, committed to its git repository."""
-    top = tmp_path_factory.mktemp("sweep")
-    params = read_yaml_mapping(ROOT / "params.smoke.yaml")
-    narrow(params, datasets=["cifar10"], seeds=[0], extra_seeds=[])
-    params["kdecay"]["ks"] = [1]
-    (top / "mini.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return setup_workspace(top / "base", top / "mini.yaml")
-
-
-def clone(base: Path, name: str) -> Path:
-    dest = base.parent / name
-    subprocess.run(["git", "clone", "-q", str(base), str(dest)], check=True)
-    return dest
+    return mini_workspace(tmp_path_factory.mktemp("sweep"))
 
 
 def env_for(ws: Path) -> dict[str, str]:

@@ -4,6 +4,7 @@ from both, its loss trajectory, and the tolerance test the trajectory tests shar
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -118,3 +119,27 @@ def trajectory(trainer: Trainer, epochs: int = 1) -> torch.Tensor:
 def outside(fast: torch.Tensor, ref: torch.Tensor, abs_tol: float, rel_tol: float) -> torch.Tensor:
     """Per-step excess over ``|fast - ref| <= abs_tol + rel_tol * |ref|`` (> 0: outside)."""
     return (fast - ref).abs() - (abs_tol + rel_tol * ref.abs())
+
+
+def mini_workspace(top: Path) -> Path:
+    """The mini smoke workspace of the sweep tests (11 runs: CIFAR-10, k = 1, seed 0, no claim
+    runs), committed to its own git repository under ``top/base``."""
+    import yaml
+
+    from kdecay.config.yaml_io import read_yaml_mapping
+    from kdecay.sweep.smoke import setup_workspace
+
+    root = Path(__file__).resolve().parents[1]
+    params = narrow(read_yaml_mapping(root / "params.smoke.yaml"), ["cifar10"], [0], [])
+    params["kdecay"]["ks"] = [1]
+    (top / "mini.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return setup_workspace(top / "base", top / "mini.yaml")
+
+
+def clone(base: Path, name: str) -> Path:
+    """A git clone of workspace ``base`` beside it."""
+    import subprocess
+
+    dest = base.parent / name
+    subprocess.run(["git", "clone", "-q", str(base), str(dest)], check=True)
+    return dest
