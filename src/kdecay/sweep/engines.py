@@ -207,8 +207,14 @@ class SlurmEngine:
         self.cluster = cluster
         log = logging.getLogger("submitit")
         log.addFilter(_OnceFilter("Bypassing sacct error"))
-        for handler in log.handlers:  # submitit prints warnings on stdout and stderr: once
-            if getattr(handler, "stream", None) is sys.stdout:
+        # submitit prints warnings on stdout and stderr: once, on stderr. Its stdout handler
+        # is found by name: importing dvc later wraps sys.stdout (colorama), so the stream
+        # object it holds is no longer ``sys.stdout`` by then
+        for handler in log.handlers:
+            if handler.get_name() == "submitit_out" or getattr(handler, "stream", None) in (
+                sys.stdout,
+                sys.__stdout__,
+            ):
                 handler.addFilter(lambda record: record.levelno < logging.WARNING)
 
     def describe(self) -> str:
