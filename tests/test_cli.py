@@ -157,11 +157,11 @@ def test_the_local_executor_gets_the_time_limit_and_gpus(tmp_path: Path) -> None
     --gpus-per-job (default 1, not submitit's 0, which sets CUDA_VISIBLE_DEVICES="" and
     hides every GPU from the jobs); the other SLURM flags are refused (test above)."""
     pytest.importorskip("submitit")
-    from kdecay.sweep.engines import _executor
+    from kdecay.sweep.slurm import slurm_executor
 
-    default = _executor(tmp_path, "local", {}).parameters
+    default = slurm_executor(tmp_path, "local", {}).parameters
     assert (default["timeout_min"], default["gpus_per_node"]) == (24 * 60, 1)
-    given = _executor(tmp_path, "local", {"timeout_min": 90, "gpus_per_job": 2}).parameters
+    given = slurm_executor(tmp_path, "local", {"timeout_min": 90, "gpus_per_job": 2}).parameters
     assert (given["timeout_min"], given["gpus_per_node"]) == (90, 2)
 
 

@@ -110,50 +110,151 @@ def _running_jobs(env: dict[str, str]) -> list[str]:
     return done.stdout.split()
 
 
-def test_a_requeued_job_resumes_from_its_checkpoint(base: Path, slurm_conf: str) -> None:
-    """`scontrol requeue` (what preemption does) in the middle of a run: SLURM starts the job
-    again, the run resumes from its checkpoint and ends with the metrics of an uninterrupted
-    run of the same configuration."""
-    ws = clone(base, "requeue")
+def _wrn_only(base: Path, name: str, epochs: int = 30) -> Path:
+    """A clone of ``base`` with one row (wrn16_8, ``epochs`` epochs): two runs, the original
+    recipe and k = 1, so two jobs that hold the node's two GPU gres."""
+    ws = clone(base, name)
     params = read_yaml_mapping(ws / "params.yaml")
-    params["rows"] = {"wrn16_8": params["rows"]["wrn16_8"] | {"epochs": 30}}
-    params["rows"]["wrn16_8"]["original"]["milestones"] = [10, 20]
+    params["rows"] = {"wrn16_8": params["rows"]["wrn16_8"] | {"epochs": epochs}}
+    params["rows"]["wrn16_8"]["original"]["milestones"] = [epochs // 3, 2 * epochs // 3]
     params["sweep"] = {"gpu_fraction": {"wrn16_8": 1}, "cpus_per_run": 1}
     params["claims"]["cells"] = []
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc_yaml = re.sub(r"row: \[[^\]]*\]", "row: [wrn16_8]", (ws / "dvc.yaml").read_text())
     (ws / "dvc.yaml").write_text(dvc_yaml)
     subprocess.run(["git", "commit", "-qam", "two long runs"], cwd=ws, check=True)
-    env = tool_env() | {"SLURM_CONF": slurm_conf}
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "kdecay", *SWEEP],
-        cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    return ws
+
+
+WRN_STAGES = {  # stage -> (its run folder, the `kdecay train` flags of that run)
+    "train_original@cifar10-wrn16_8-0": ("original", ["--original"]),
+    "train_kdecay@cifar10-wrn16_8-1-0": ("k1", ["--k", "1"]),
+}
+
+
+def _start_sweep(ws: Path, conf: str, *extra: str) -> subprocess.Popen[str]:
+    """``kdecay sweep`` on SLURM in the background, its output in ``ws/sweep.out``."""
+    out = (ws / "sweep.out").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "kdecay", *SWEEP, *extra],
+        cwd=ws, env=tool_env() | {"SLURM_CONF": conf}, stdout=out, stderr=subprocess.STDOUT,
+        text=True,
     )  # fmt: skip
-    checkpoints = ws / ".cache" / "checkpoints"
-    for _ in range(1500):  # both runs (two jobs, two gres) have saved a checkpoint
-        if len(list(checkpoints.glob("*/checkpoint.pt"))) == 2:
-            break
+
+
+def _wait_for(what: str, ready: Any, timeout: float = 300) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = ready()
+        if value:
+            return value
         time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _stage_log(ws: Path, stage: str) -> str:
+    return (ws / "results" / "logs" / f"{stage.replace('@', '_')}.log").read_text()
+
+
+def test_a_requeued_job_resumes_from_its_checkpoint(base: Path, slurm_conf: str) -> None:
+    """Two runs stopped in the middle by SLURM's two signals: `scontrol requeue` (what
+    preemption does) on one job, the time-limit warning (SIGUSR2 to the job's processes, as
+    submitit's `--signal=USR2@90` has SLURM send it) on the other. SLURM starts both again,
+    each run resumes from its checkpoint and ends with the metrics of an uninterrupted run."""
+    ws = _wrn_only(base, "requeue")
+    env = tool_env() | {"SLURM_CONF": slurm_conf}
+    sweep = _start_sweep(ws, slurm_conf)
+    checkpoints = ws / ".cache" / "checkpoints"
+    # both runs (two jobs, two gres) have saved a checkpoint
+    _wait_for("two checkpoints", lambda: len(list(checkpoints.glob("*/checkpoint.pt"))) == 2)
     jobs = _running_jobs(env)
     assert len(jobs) == 2, jobs
-    array = jobs[0].split("_")[0]
-    requeue = subprocess.run(
-        ["scontrol", "requeue", array], env=env, capture_output=True, text=True
+    for cmd in (["scontrol", "requeue", jobs[0]], ["scancel", "--signal=USR2", jobs[1]]):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, (cmd, done.stderr)
+    assert sweep.wait(timeout=1500) == 0, (ws / "sweep.out").read_text()[-4000:]
+    submitit_logs = "".join(
+        p.read_text() for p in (ws / "results" / "logs" / "submitit").glob("*_log.*")
     )
-    assert requeue.returncode == 0, requeue.stderr
-    out, _ = sweep.communicate(timeout=1500)
-    assert sweep.returncode == 0, out[-4000:]
-    stage = "train_kdecay@cifar10-wrn16_8-1-0"
-    log = (ws / "results" / "logs" / f"{stage.replace('@', '_')}.log").read_text()
-    assert "resuming from" in log
-    run = ws / "results" / "runs" / "cifar10" / "wrn16_8" / "k1" / "seed0"
-    resumed = json.loads((run / "metrics.json").read_text())
-    alone = kdecay(ws, slurm_conf, "train", "--dataset", "cifar10", "--row", "wrn16_8", "--k",
-                   "1", "--seed", "0", "--out", str(ws / "alone"))  # fmt: skip
-    assert alone.returncode == 0, alone.stderr[-2000:]
-    uninterrupted = json.loads((ws / "alone" / "metrics.json").read_text())
-    for key in ("final_test_error", "best_test_error", "final_train_loss", "epochs_completed"):
-        assert resumed[key] == uninterrupted[key], key
+    assert "Caught signal SIGUSR2" in submitit_logs  # submitit's own requeue
+    for stage, (folder, flags) in WRN_STAGES.items():
+        assert "resuming from" in _stage_log(ws, stage), stage
+        run = ws / "results" / "runs" / "cifar10" / "wrn16_8" / folder / "seed0"
+        resumed = json.loads((run / "metrics.json").read_text())
+        alone = kdecay(ws, slurm_conf, "train", "--dataset", "cifar10", "--row", "wrn16_8",
+                       *flags, "--seed", "0", "--out", str(ws / "alone" / folder))  # fmt: skip
+        assert alone.returncode == 0, alone.stderr[-2000:]
+        uninterrupted = json.loads((ws / "alone" / folder / "metrics.json").read_text())
+        for key in ("final_test_error", "best_test_error", "final_train_loss", "epochs_completed"):
+            assert resumed[key] == uninterrupted[key], (stage, key)
+
+
+def _squeue_empty(env: dict[str, str]) -> bool:
+    done = subprocess.run(["squeue", "-h", "-o", "%i"], env=env, capture_output=True, text=True)
+    return done.returncode == 0 and not done.stdout.strip()
+
+
+def test_a_killed_driver_neither_retrains_nor_submits_twice(base: Path, slurm_conf: str) -> None:
+    """The driver killed (SIGKILL) while its two jobs run. Started again after they end, it
+    records both runs without training them; started again while they are still in the queue
+    (held there: `scontrol suspend`), it follows those jobs instead of submitting the runs a
+    second time, and records them when they end."""
+    env = tool_env() | {"SLURM_CONF": slurm_conf}
+    ws = _wrn_only(base, "killed_then_ended", epochs=10)
+    sweep = _start_sweep(ws, slurm_conf)
+    _wait_for("two running jobs", lambda: len(_running_jobs(env)) == 2)
+    sweep.kill()
+    sweep.wait()
+    _wait_for("the jobs to end", lambda: _squeue_empty(env))
+    again = kdecay(ws, slurm_conf, *SWEEP, timeout=900)
+    out = again.stdout + again.stderr
+    assert again.returncode == 0, out[-4000:]
+    assert out.count("already finished, recorded without training") == 2, out[-4000:]
+    assert "0 training runs to do" in out and "submitted job array" not in out
+
+    ws = _wrn_only(base, "killed_then_followed")
+    sweep = _start_sweep(ws, slurm_conf)
+    jobs = _wait_for("two running jobs", lambda: (j := _running_jobs(env)) and len(j) == 2 and j)
+    sweep.kill()
+    sweep.wait()
+    for job in jobs:
+        subprocess.run(["scontrol", "suspend", job], env=env, check=True)
+    sweep = _start_sweep(ws, slurm_conf)
+    _wait_for("the new driver", lambda: "[sweep] following 2 SLURM jobs" in _text(ws))
+    for job in jobs:
+        subprocess.run(["scontrol", "resume", job], env=env, check=True)
+    assert sweep.wait(timeout=900) == 0, _text(ws)[-4000:]
+    out = _text(ws)
+    assert "submitted job array" not in out, out[-4000:]
+    assert out.count(", recorded in dvc.lock") == 2  # the [sweep] done lines
+    for stage in WRN_STAGES:  # each run trained by one job, once
+        assert _stage_log(ws, stage).count(f"# {stage} on ") == 1, stage
+    registry = (ws / "results" / "logs" / "submitit" / "jobs.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["job_id"] for line in registry) == sorted(jobs)
+    status = subprocess.run(
+        [sys.executable, "-m", "dvc", "status"], cwd=ws, env=tool_env(), capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert "Data and pipelines are up to date" in status.stdout
+
+
+def _text(ws: Path) -> str:
+    return (ws / "sweep.out").read_text()
+
+
+def test_a_cancelled_job_is_reported_failed(base: Path, slurm_conf: str) -> None:
+    """`scancel` of a running job: it ends without a result, which submitit alone would wait
+    for forever on a cluster without accounting; the driver sees it gone from `squeue` and
+    lists it as failed (exit 1)."""
+    env = tool_env() | {"SLURM_CONF": slurm_conf}
+    ws = _wrn_only(base, "cancelled")
+    sweep = _start_sweep(ws, slurm_conf, "--shard", "0/2")  # one run
+    jobs = _wait_for("the running job", lambda: _running_jobs(env))
+    subprocess.run(["scancel", jobs[0]], env=env, check=True)
+    assert sweep.wait(timeout=600) == 1, _text(ws)[-4000:]
+    out = _text(ws)
+    assert f"FAILED (SLURM job {jobs[0]}) (it left SLURM's queue without a result" in out
+    assert "1 run(s) failed; the others are recorded" in out
 
 
 def test_a_failing_job_is_listed_with_its_log_and_the_sweep_exits_1(

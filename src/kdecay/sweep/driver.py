@@ -4,9 +4,10 @@ finished run recorded in DVC at once, then ``dvc repro`` for aggregate, tables a
 1. ``dvc repro download prepare`` brings the data up to date.
 2. DVC's Python API names the stale training stages (:mod:`kdecay.sweep.stages`); a stage
    whose run already finished with the current params is only recorded (``dvc commit``).
-3. The engine (:mod:`kdecay.sweep.engines`) runs the others' ``dvc.yaml`` commands; each run
-   is committed by this driver the moment it ends, so a killed sweep loses no finished run and
-   the next ``kdecay sweep`` resumes the interrupted ones from their checkpoints.
+3. The engine (:mod:`kdecay.sweep.engines`: Ray; :mod:`kdecay.sweep.slurm`) runs the others'
+   ``dvc.yaml`` commands; each run is committed by this driver the moment it ends, so a killed
+   sweep loses no finished run and the next ``kdecay sweep`` resumes the interrupted ones from
+   their checkpoints.
 4. Progress after every run: done / running / pending / failed and an ETA from the epochs
    timed so far; failed runs do not stop the others and are listed with their logs at the end.
 """
@@ -163,10 +164,12 @@ class Progress:
 
 
 def _engine(opts: SweepOptions) -> Any:
-    from kdecay.sweep.engines import RayEngine, SlurmEngine
-
     if opts.engine == "ray":
+        from kdecay.sweep.engines import RayEngine
+
         return RayEngine(opts.address, opts.gpus, opts.cpus)
+    from kdecay.sweep.slurm import SlurmEngine
+
     return SlurmEngine(opts.log_dir / "submitit", opts.cluster or "slurm", opts.slurm)
 
 
@@ -184,7 +187,10 @@ def _adopt_finished(root: Path, stages: list[TrainStage]) -> list[TrainStage]:
 
 def _jobs(root: Path, stages: list[TrainStage], logs: dict[str, Path]) -> list[StageCommand]:
     env = {k: v for k, v in tool_env().items() if k in ("PATH", "PYTHONPATH", "DVC_NO_ANALYTICS")}
-    return [StageCommand(s.name, s.cmd, str(root), str(logs[s.name]), env) for s in stages]
+    return [
+        StageCommand(s.name, s.cmd, str(root), str(logs[s.name]), env, s.spec.config_hash())
+        for s in stages
+    ]
 
 
 def _run_stages(
