@@ -59,6 +59,7 @@ def bench_run(
             out_dir=out,
             params_file=tiny_params,
             shared=2,
+            fuse=3,
             log=lines.append,
         )
     return report, out, lines
@@ -117,7 +118,19 @@ def test_report_files_and_numbers(bench_run: tuple[dict[str, Any], Path, list[st
     assert data["settings"]["passes"] == 2 and data["settings"]["step"] == "compiled"
     assert data["shared"] == {"skipped": "shared-GPU test needs CUDA; not run on the CPU"}
 
+    for m in data["models"]:  # --fuse 3: three runs in one network vs the same one by one
+        f = m["fused"]
+        assert f["members"] == 3 and len(f["passes"]) == 2 and len(f["last_loss"]) == 3
+        assert all(math.isfinite(v) for v in f["last_loss"])
+        assert f["images_per_s"] == pytest.approx(3 * EPOCH_IMAGES / f["seconds_per_epoch"])
+        assert f["seconds_per_member_epoch"] == pytest.approx(f["seconds_per_epoch"] / 3)
+        for col in ("ours_eager", "ours_step"):
+            one_by_one = 3 * m[col]["seconds_per_epoch"]
+            assert f[f"vs_{col}"] == pytest.approx(one_by_one / f["seconds_per_epoch"])
+    assert sum(1 for line in lines if "3 fused:" in line) == 5
+
     md = (out / "bench.md").read_text()
+    assert "| preact_resnet110 | 3 |" in md and "vs G x ours_eager" in md
     assert "| preact_resnet110 |" in md and "CPU-hours, not GPU-hours" in md and "n/a" in md
     assert all(f"{p} s/epoch" in md for p in PIPELINES)
 
@@ -172,6 +185,10 @@ def test_bad_options(tiny_params: Path, tmp_path: Path) -> None:
         run_bench(models=None, steps=1, warmup=-1, **kw)
     with pytest.raises(ConfigError, match="--repeats"):
         run_bench(models=None, steps=1, warmup=0, repeats=0, **kw)
+    with pytest.raises(ConfigError, match=r"--fuse 1 fuses nothing"):
+        run_bench(models=None, steps=1, warmup=0, fuse=1, **kw)
+    with pytest.raises(ConfigError, match="--fuse"):
+        run_bench(models=None, steps=1, warmup=0, fuse=-2, **kw)
     with pytest.raises(ConfigError, match=r"train.step: graph .* needs a CUDA device"):
         run_bench(models=None, steps=1, warmup=0, step="graph", **kw)
     assert not (tmp_path / "bench.json").exists()

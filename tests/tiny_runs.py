@@ -94,12 +94,13 @@ def tiny_trainer(
     batch: int,
     data: PreparedData,
     seed: int = 0,
+    run_seed: int = 0,
     **train: Any,
 ) -> Trainer:
     """A Trainer of the one-row params of :func:`tiny_params` on ``data``; ``seed`` sets the
-    initial weights."""
+    initial weights, ``run_seed`` the run's seed (its loader's order, crops and flips)."""
     spec = Config.from_mapping(tiny_params(model, lr, batch, **train)).run_spec(
-        "cifar10", "tiny", "original", None, 0
+        "cifar10", "tiny", "original", None, run_seed
     )
     torch.manual_seed(seed)
     return Trainer(spec, data, build_from_spec(spec.model, spec.num_classes), runtime)

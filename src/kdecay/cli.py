@@ -182,6 +182,7 @@ def _cmd_bench(a: argparse.Namespace) -> None:
         step=a.step,
         repeats=a.repeats,
         shared=a.shared,
+        fuse=a.fuse,
     )
 
 
@@ -332,6 +333,13 @@ def _add_bench(sub: Any) -> None:
     )
     p.add_argument(
         "--shared", type=int, default=0, help="GPU: 1..N processes of each model on one GPU"
+    )
+    p.add_argument(
+        "--fuse",
+        type=int,
+        default=0,
+        metavar="G",
+        help="also G runs of each model fused in one network vs the same G one by one",
     )
     _params_arg(p)
     p.set_defaults(func=_cmd_bench)

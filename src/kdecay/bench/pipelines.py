@@ -42,9 +42,12 @@ __all__ = [
     "EPOCH_IMAGES",
     "PIPELINES",
     "InMemoryCifar",
+    "bench_images",
     "bench_ours",
     "bench_standard",
     "epoch_seconds",
+    "peak_memory",
+    "reset_peak",
     "synthetic_data",
 ]
 
@@ -100,11 +103,12 @@ def ours_trainer(spec: RunSpec, runtime: Runtime, n_train: int, n_test: int = 64
     return Trainer(spec, synthetic_data(n_train, spec.num_classes, n_test=n_test), model, runtime)
 
 
-def _peak_memory(device: torch.device) -> int | None:
+def peak_memory(device: torch.device) -> int | None:
+    """Peak allocated device memory since :func:`reset_peak` (CUDA), else None."""
     return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
 
 
-def _reset_peak(device: torch.device) -> None:
+def reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -126,7 +130,7 @@ def bench_ours(
     """Time our training path (the step form of ``runtime``) over ``passes`` epoch-shaped
     passes after ``warmup`` untimed ones; also one evaluation pass."""
     device = runtime.device
-    _reset_peak(device)
+    reset_peak(device)
     if runtime.cuda:  # a standard column before this one set TF32 off in this process
         set_tf32(runtime.tf32)
     n_test = TEST_IMAGES if runtime.cuda else spec.train.eval_batch_size
@@ -144,7 +148,7 @@ def bench_ours(
         "compile_seconds": max(0.0, warm_s - warmup * pass_s),
         "eval_seconds": eval_s,
         "last_loss": float(loss),
-        "peak_memory_bytes": _peak_memory(device),
+        "peak_memory_bytes": peak_memory(device),
         "precision": runtime.conv_precision,
         "channels_last": runtime.channels_last,
         "step": runtime.step,
@@ -209,7 +213,7 @@ def bench_standard(
 ) -> dict[str, Any]:
     """Time the standard pipeline: fp32 contiguous, or (``amp``) bf16 autocast + channels_last."""
     cuda = device.type == "cuda"
-    _reset_peak(device)
+    reset_peak(device)
     if cuda:
         set_tf32(False)  # fp32 means fp32 here too (PyTorch's cuDNN default would be TF32)
     workers = standard_workers(device)
@@ -242,7 +246,7 @@ def bench_standard(
     return {
         **epoch_seconds(timed, spec.batch_size),
         "last_loss": float(loss),
-        "peak_memory_bytes": _peak_memory(device),
+        "peak_memory_bytes": peak_memory(device),
         "precision": "bf16" if amp else "fp32",
         "channels_last": amp,
         "step": "eager",

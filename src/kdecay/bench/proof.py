@@ -12,7 +12,8 @@ by its time limit still returns everything it finished:
 3. ``training``: a smoke-sized run per step form, with its graph breaks, compiled graphs and
    CUDA-graph counters;
 4. ``bench``: each model of the params at its row's batch: every column of ``kdecay bench``
-   plus ``ours_graph`` on CUDA, compile seconds apart from steady seconds per epoch;
+   plus ``ours_graph`` on CUDA, compile seconds apart from steady seconds per epoch, and for
+   the thin rows 4 runs fused in one network against the same runs one by one (``--fuse 4``);
 5. ``shared``: two processes of each thin model on one GPU (CUDA only);
 6. ``sweep``: the sweep's device-hours from the measured seconds per epoch.
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from kdecay.bench.proof_checks import StepSkippedError
+from kdecay.bench.report import fused_lines
 from kdecay.checks import ConfigError, check_number
 
 __all__ = ["STEPS", "run_proof"]
@@ -121,6 +123,8 @@ def render(report: dict[str, Any]) -> str:
                 json.dumps(body, indent=1, default=str)[:6000],
                 "```",
             ]
+            if name == "bench" and isinstance(body, dict):
+                lines += fused_lines(body.get("models", []))
     return "\n".join(lines) + "\n"
 
 

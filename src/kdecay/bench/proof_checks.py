@@ -156,9 +156,15 @@ def training_forms(device: str) -> dict[str, Any]:
     return out
 
 
+THIN = ("preact_resnet110", "preact_resnet164", "densenet_bc100_k12")
+"""The launch-bound rows: several runs share a GPU, or train fused (``FUSE`` at a time)."""
+FUSE = 4
+
+
 def bench_models(params: Path, device: str, proof: Any, log: Any) -> dict[str, Any]:
     """Every distinct model of ``params`` at its row's batch, one at a time, the partial
-    report written after each; a model that no longer fits the budget is listed as skipped."""
+    report written after each (the thin rows also ``FUSE`` runs fused against one by one); a
+    model that no longer fits the budget is listed as skipped."""
     from kdecay.bench.run import _bench_target
     from kdecay.bench.targets import select_targets
     from kdecay.bench.timing import measure_peak_flops
@@ -176,7 +182,8 @@ def bench_models(params: Path, device: str, proof: Any, log: Any) -> dict[str, A
             skipped.append(f"{target.name}: {proof.left():.0f} s of the budget left")
             continue
         t0 = time.monotonic()
-        entry = _bench_target(target, runtime, kw, peak["flops"], log)
+        fuse = FUSE if target.name in THIN else 0
+        entry = _bench_target(target, runtime, kw, peak["flops"], log, fuse)
         if device == "cuda":
             graph = dataclasses.replace(runtime, step="graph")
             entry["ours_graph"] = bench_ours(target.spec, graph, **kw)
@@ -195,8 +202,7 @@ def shared(params: Path, device: str) -> Any:
     from kdecay.bench.shared import bench_shared
     from kdecay.bench.targets import select_targets
 
-    thin = ("preact_resnet110", "preact_resnet164", "densenet_bc100_k12")
-    targets = select_targets(load_config(params), [r for r in thin])
+    targets = select_targets(load_config(params), list(THIN))
     return [bench_shared(t, 2, 5, 20, "compiled") for t in targets]
 
 

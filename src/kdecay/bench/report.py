@@ -159,7 +159,34 @@ def _shared_lines(shared: list[dict[str, Any]] | dict[str, Any] | None) -> list[
     return lines
 
 
+def fused_lines(models: list[dict[str, Any]]) -> list[str]:
+    """The ``--fuse G`` table: G runs fused in one network vs the same runs one by one."""
+    fused = [m for m in models if m.get("fused")]
+    if not fused:
+        return []
+    lines = [
+        "",
+        "Fused runs (`--fuse G`): G runs of one model in one network (eager step, "
+        "`torch.func.vmap` over the stacked members) vs the same G runs one after another "
+        "(G x the column's seconds per epoch, measured in the same process):",
+        "",
+        "| model | G | group s/epoch | s per member-epoch | total img/s | vs G x ours_eager "
+        "| vs G x ours_step | peak mem |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for m in fused:
+        f = m["fused"]
+        lines.append(
+            f"| {m['name']} | {f['members']} | {_fmt_spread(f)} "
+            f"| {f['seconds_per_member_epoch']:.2f} | {f['images_per_s']:.0f} "
+            f"| {f['vs_ours_eager']:.2f}x | {f['vs_ours_step']:.2f}x "
+            f"| {_fmt_mem(f['peak_memory_bytes'])} |"
+        )
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The human-readable report (``bench.md``)."""
-    lines = _model_lines(report) + _sweep_lines(report["sweep"]) + _shared_lines(report["shared"])
+    lines = _model_lines(report) + fused_lines(report["models"]) + _sweep_lines(report["sweep"])
+    lines += _shared_lines(report["shared"])
     return "\n".join(lines) + "\n"

@@ -10,7 +10,8 @@ step (median over the passes, with min and max). The report gives images/s, the 
 standard pipeline, MFU against a matmul peak *measured in the same run*, peak device memory,
 one evaluation pass, and the device-hours of the default sweep (:mod:`kdecay.bench.report`).
 With ``shared=N`` (CUDA only) it also runs 1..N concurrent processes of each selected model
-(:mod:`kdecay.bench.shared`).
+(:mod:`kdecay.bench.shared`); with ``fuse=G``, G runs of each model fused in one network
+against the same G runs one after another (:mod:`kdecay.bench.fused`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 
 from kdecay import __version__
+from kdecay.bench.fused import bench_fused, fused_vs_one_by_one
 from kdecay.bench.pipelines import (
     EPOCH_IMAGES,
     PIPELINES,
@@ -71,10 +73,25 @@ def _columns(t: BenchTarget, runtime: Runtime, kw: dict[str, int]) -> dict[str, 
     return out
 
 
-def _bench_target(
-    t: BenchTarget, runtime: Runtime, kw: dict[str, int], peak: float, log: Log
+def _bench_fused(
+    t: BenchTarget, runtime: Runtime, kw: dict[str, int], fuse: int, cols: dict[str, Any], log: Log
 ) -> dict[str, Any]:
-    """The four pipelines on one target; the report entry."""
+    """``fuse`` fused runs of the target against the columns' one-by-one runs."""
+    fused = bench_fused(t.spec, runtime, fuse, kw["warmup"], kw["passes"], kw["steps"])
+    free(runtime.device)
+    fused_vs_one_by_one(fused, cols)
+    log(
+        f"[bench] {t.name}: {fused['members']} fused: {fused['seconds_per_member_epoch']:.2f} "
+        f"s per member-epoch, {fused['vs_ours_eager']:.2f}x the same runs one by one (eager), "
+        f"{fused['vs_ours_step']:.2f}x ({runtime.step})"
+    )
+    return fused
+
+
+def _bench_target(
+    t: BenchTarget, runtime: Runtime, kw: dict[str, int], peak: float, log: Log, fuse: int = 0
+) -> dict[str, Any]:
+    """The four pipelines on one target (and ``fuse`` runs fused, if any); the report entry."""
     probe = build_from_spec(t.spec.model, t.spec.num_classes)
     macs, n_params = forward_macs(probe), count_params(probe)
     del probe
@@ -98,6 +115,7 @@ def _bench_target(
         "forward_macs": macs,
         **cols,
         "ratio": cols["ours_step"]["vs_standard"],
+        "fused": _bench_fused(t, runtime, kw, fuse, cols, log) if fuse else None,
     }
 
 
@@ -175,6 +193,7 @@ def run_bench(
     step: str | None = None,
     repeats: int = 3,
     shared: int = 0,
+    fuse: int = 0,
     log: Log | None = None,
 ) -> dict[str, Any]:
     """Benchmark the four pipelines for each target; write ``bench.json``/``bench.md``.
@@ -191,6 +210,8 @@ def run_bench(
         repeats: timed passes per pipeline (>= 1); the median is reported with min and max.
         shared: on CUDA, also run 1..``shared`` concurrent ours-processes of the thinnest
             model (0 = skip).
+        fuse: also train this many runs of each model fused in one network (0 = skip; else
+            >= 2), against the same runs one after another.
         log: progress sink (one line per finished model); default: print, flushed.
 
     Returns:
@@ -206,6 +227,9 @@ def run_bench(
         "passes": check_int(repeats, "--repeats", low=1, error=ConfigError),
     }
     shared = check_int(shared, "--shared", low=0, error=ConfigError)
+    fuse = check_int(fuse, "--fuse", low=0, error=ConfigError)
+    if fuse == 1:
+        raise ConfigError("--fuse 1 fuses nothing: give G >= 2 runs to fuse, or leave it out")
     config = load_config(params_file)
     targets = select_targets(config, models)
     runtime = runtime_for(targets[0].spec.train, device)
@@ -213,7 +237,7 @@ def run_bench(
     log(f"[bench] device {runtime.device_name()}; measuring peak matmul rate ...")
     peak = measure_peak_flops(runtime.device)
     log(f"[bench] peak {peak['flops'] / 1e12:.3f} TFLOP/s ({peak['method']})")
-    results = [_bench_target(t, runtime, kw, peak["flops"], log) for t in targets]
+    results = [_bench_target(t, runtime, kw, peak["flops"], log, fuse) for t in targets]
     shared_out = _run_shared(targets, runtime, shared, kw["warmup"], kw["steps"], log)
     settings = {
         "models": models,
@@ -221,6 +245,7 @@ def run_bench(
         **kw,
         "step": runtime.step,
         "shared": shared,
+        "fuse": fuse,
         "params_file": str(params_file),
         "out_dir": str(out_dir),
         "argv": sys.argv,

@@ -41,7 +41,8 @@ def time_passes(
     passes: int,
     device: torch.device,
 ) -> tuple[list[tuple[float, float]], Any, float]:
-    """Time whole passes over ``loader`` (full batches, then at most one partial batch).
+    """Time whole passes over ``loader`` (full batches, then at most one partial batch; a
+    batch's size is its labels' last dimension).
 
     ``warmup`` untimed passes (their wall time, compilation included, is the third value
     returned), then ``passes`` timed ones. In a timed pass the clock is read (after a device
@@ -63,7 +64,7 @@ def time_passes(
         t0 = t_partial = time.perf_counter()
         full = 0
         for x, y in loader:
-            if len(y) == batch_size:
+            if y.shape[-1] == batch_size:  # labels [B], or [G, B] for fused members
                 full += 1
             else:
                 sync(device)

@@ -57,7 +57,7 @@ def _make_optimizer(
 def sgd_update(
     params: list[torch.Tensor],
     bufs: list[torch.Tensor],
-    lr: torch.Tensor,
+    lr: torch.Tensor | list[torch.Tensor],
     momentum: float,
     weight_decay: float,
     nesterov: bool,
@@ -68,8 +68,9 @@ def sgd_update(
         g = grad + weight_decay * p;  b = momentum * b + g;  d = g + momentum * b (Nesterov)
         or d = b;  p = p - lr * d
 
-    (``b`` starts at zeros, which equals SGD's first-step ``b = g``). Pure tensor operations:
-    Dynamo traces it whole, with no graph break."""
+    (``b`` starts at zeros, which equals SGD's first-step ``b = g``). ``lr``: one 0-dim tensor,
+    or one tensor per parameter that broadcasts over it (the fused step's per-member LRs).
+    Pure tensor operations: Dynamo traces it whole, with no graph break."""
     with torch.no_grad():
         grads = [p.grad for p in params]
         if weight_decay:
