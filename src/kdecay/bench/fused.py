@@ -1,8 +1,9 @@
 """``kdecay bench --fuse G``: G runs of one model fused in one network
 (:class:`kdecay.train.fused.FusedStep`) against the same G runs one after another.
 
-The fused group trains on G loaders of the same synthetic set (seeds 0..G-1: own order, crops
-and flips), with the eager step (``vmap`` batches each operation over the members). Its
+The fused group is G runs built as the ``ours_eager`` column builds one (seeds 0..G-1: own
+initial weights, own loader order, crops and flips, on the same synthetic set), trained with
+the eager fused step (``vmap`` batches each operation over the members). Its
 competitor is the ``ours_eager`` column measured in the same process, side by side: G runs one
 after another take G x its seconds per epoch. Reported: seconds per epoch of the group, per
 member-epoch, total images/s over the members, the speed-up over one-by-one (and over G runs
@@ -14,20 +15,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
-
 from kdecay.bench.pipelines import (
     EPOCH_IMAGES,
     bench_images,
     epoch_seconds,
+    ours_trainer,
     peak_memory,
     reset_peak,
-    synthetic_data,
 )
 from kdecay.bench.timing import time_passes
 from kdecay.config import RunSpec
-from kdecay.data.loader import GpuLoader
-from kdecay.models import build_from_spec
 from kdecay.train import Runtime
 from kdecay.train.fused import FusedLoader, FusedStep
 
@@ -35,32 +32,19 @@ __all__ = ["bench_fused", "fused_vs_one_by_one"]
 
 
 def _fused_group(spec: RunSpec, runtime: Runtime, members: int, n_train: int) -> Any:
-    """The FusedStep of ``members`` runs of ``spec`` (weights from seeds 0..G-1) and their
-    fused loader."""
-    data = synthetic_data(n_train, spec.num_classes)
-    models, loaders = [], []
-    for g in range(members):
-        torch.manual_seed(g)
-        models.append(build_from_spec(spec.model, spec.num_classes))
-        loaders.append(
-            GpuLoader(
-                data.train_images,
-                data.train_labels,
-                batch_size=spec.batch_size,
-                mean=data.mean,
-                std=data.std,
-                device=runtime.device,
-                seed=g,
-                padding_mode=spec.padding,
-            )
-        )
+    """The FusedStep of ``members`` runs of ``spec`` (run ``g`` with seed ``g``: its initial
+    weights and its loader's order, crops and flips, as the ``ours_eager`` column builds one
+    run) and their fused loader."""
+    runs = [
+        ours_trainer(dataclasses.replace(spec, seed=g), runtime, n_train) for g in range(members)
+    ]
     hyper = {
         "momentum": spec.momentum,
         "nesterov": spec.nesterov,
         "weight_decay": spec.weight_decay,
     }
-    step = FusedStep(models, runtime, [spec.lr] * members, hyper)
-    return step, FusedLoader(loaders)
+    step = FusedStep([run.model for run in runs], runtime, [spec.lr] * members, hyper)
+    return step, FusedLoader([run.train_loader for run in runs])
 
 
 def bench_fused(
@@ -79,7 +63,7 @@ def bench_fused(
         "seconds_per_member_epoch": group["seconds_per_epoch"] / members,
         "last_loss": [float(v) for v in loss],
         "peak_memory_bytes": peak_memory(runtime.device),
-        "step": "eager (torch.func.vmap over the stacked members), contiguous layout",
+        "step": "eager (torch.func.vmap over the stacked members)",
     }
 
 
