@@ -85,6 +85,12 @@ def _cmd_train(a: argparse.Namespace) -> None:
     train_run(load_config(a.params).run_spec(a.dataset, a.row, method, a.k, a.seed), a.out)
 
 
+def _cmd_train_group(a: argparse.Namespace) -> None:
+    from kdecay.train.group import member_runs, train_group
+
+    train_group(member_runs(a.params, a.stage))
+
+
 def _cmd_check(a: argparse.Namespace) -> None:
     from kdecay.sweep.preflight import preflight
 
@@ -229,6 +235,17 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--out", required=True, type=Path, help="run folder (metrics, history)")
     _params_arg(p)
     p.set_defaults(func=_cmd_train)
+    p = sub.add_parser(
+        "train-group", help="train runs of one row as one fused network (kdecay sweep --fuse)"
+    )
+    p.add_argument(
+        "--stage",
+        action="append",
+        required=True,
+        help="a training stage of dvc.yaml (train_kdecay@cifar10-wrn16_8-1.5-0); 2 or more",
+    )
+    _params_arg(p)
+    p.set_defaults(func=_cmd_train_group)
 
 
 def _add_report_commands(sub: Any) -> None:

@@ -133,6 +133,15 @@ class RunSpec:
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def fuse_key(self) -> str:
+        """What runs trained as one fused network (:mod:`kdecay.train.group`) must share:
+        every field but the schedule, method, k and seed (dataset, model, batch size, epochs,
+        optimizer settings, padding, data, train options), as sorted JSON."""
+        d = asdict(self)
+        for key in ("schedule", "method", "k", "seed"):
+            d.pop(key)
+        return json.dumps(d, sort_keys=True, default=str)
+
 
 def build_schedule(spec: RunSpec, iters_per_epoch: int) -> Schedule:
     """The run's LR schedule as a function of the iteration (:func:`schedule_of`)."""

@@ -23,7 +23,13 @@ import torch
 from kdecay.config import RunSpec
 from kdecay.fileio import atomic_write_bytes, load_error_reason
 
-__all__ = ["checkpoint_path", "load_checkpoint", "previous_path", "save_checkpoint"]
+__all__ = [
+    "checkpoint_path",
+    "good_checkpoints",
+    "load_checkpoint",
+    "previous_path",
+    "save_checkpoint",
+]
 
 MAGIC = b"KDECAY-CHECKPOINT sha256="
 
@@ -72,6 +78,20 @@ def _read_verified(path: Path, config_hash: str | None) -> dict[str, Any]:
     return state
 
 
+def _verified_or_aside(
+    candidate: Path, config_hash: str | None, fallback: str, log: Callable[[str], None]
+) -> dict[str, Any] | None:
+    """The checkpoint in ``candidate`` if it passes every check; else it is moved aside
+    (``.damaged-<time>``) with one line, and None."""
+    try:
+        return _read_verified(candidate, config_hash)
+    except (DamagedCheckpointError, OSError) as err:
+        aside = candidate.with_name(f"{candidate.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(candidate, aside)
+        log(f"checkpoint {candidate} is not usable ({err}): moved it to {aside}; {fallback}")
+    return None
+
+
 def load_checkpoint(
     path: Path, config_hash: str | None = None, log: Callable[[str], None] = print
 ) -> tuple[dict[str, Any], Path] | None:
@@ -80,13 +100,23 @@ def load_checkpoint(
     for candidate in (path, previous_path(path)):
         if not candidate.is_file():
             continue
-        try:
-            return _read_verified(candidate, config_hash), candidate
-        except (DamagedCheckpointError, OSError) as err:
-            aside = candidate.with_name(
-                f"{candidate.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
-            )
-            os.replace(candidate, aside)
-            fallback = "trying the previous checkpoint" if candidate == path else "starting over"
-            log(f"checkpoint {candidate} is not usable ({err}): moved it to {aside}; {fallback}")
+        fallback = "trying the previous checkpoint" if candidate == path else "starting over"
+        state = _verified_or_aside(candidate, config_hash, fallback, log)
+        if state is not None:
+            return state, candidate
     return None
+
+
+def good_checkpoints(
+    path: Path, config_hash: str | None = None, log: Callable[[str], None] = print
+) -> list[tuple[dict[str, Any], Path]]:
+    """Every good checkpoint of the run, newest first (``path``, then
+    :func:`previous_path`), damaged ones moved aside: a fused group killed while it saved its
+    members' checkpoints resumes every member from the same epoch."""
+    found = []
+    for candidate in (path, previous_path(path)):
+        if candidate.is_file():
+            state = _verified_or_aside(candidate, config_hash, "not using it", log)
+            if state is not None:
+                found.append((state, candidate))
+    return found

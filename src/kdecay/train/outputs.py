@@ -16,7 +16,13 @@ from kdecay.fileio import atomic_write_bytes, write_history, write_json
 from kdecay.train.checkpoint import checkpoint_path
 from kdecay.train.trainer import Trainer
 
-__all__ = ["Progress", "final_metrics", "write_outputs"]
+__all__ = ["Progress", "evaluates", "final_metrics", "write_outputs"]
+
+
+def evaluates(spec: RunSpec, epochs_done: int) -> bool:
+    """Whether the test set is evaluated after epoch ``epochs_done`` (1-based): every
+    ``train.eval_every`` epochs and after the last."""
+    return epochs_done == spec.epochs or epochs_done % spec.train.eval_every == 0
 
 
 @dataclass
@@ -30,6 +36,41 @@ class Progress:
     status: str = "completed"
     diverged_epoch: int | None = None
     checkpointed_epoch: int | None = None
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> Progress:
+        """The progress a checkpoint payload (:meth:`checkpoint`) carries."""
+        return cls(
+            history=list(ckpt["history"]),
+            epoch=int(ckpt["epoch"]),
+            wall_seconds=float(ckpt["wall_seconds"]),
+            train_seconds=float(ckpt["train_seconds"]),
+            status=str(ckpt.get("status", "completed")),
+            diverged_epoch=ckpt.get("diverged_epoch"),
+            checkpointed_epoch=int(ckpt["epoch"]),
+        )
+
+    def diverge(self, record: dict[str, Any], train_seconds: float) -> None:
+        """Close epoch ``epoch + 1`` whose training loss is NaN/inf: status "diverged", the
+        epoch's line kept in the history, the epoch count not advanced."""
+        self.status, self.diverged_epoch = "diverged", self.epoch + 1
+        record["seconds"] = round(train_seconds, 3)
+        self.history.append(record)
+
+    def complete(
+        self,
+        record: dict[str, Any],
+        train_seconds: float,
+        seconds: float,
+        test: tuple[float, float] | None,
+    ) -> None:
+        """Close a finished epoch: its (test loss, test error %) or None, its times."""
+        test_loss, test_err = test if test is not None else (None, None)
+        self.wall_seconds += seconds
+        self.train_seconds += train_seconds
+        self.epoch += 1
+        record.update(test_loss=test_loss, test_error=test_err, seconds=round(seconds, 3))
+        self.history.append(record)
 
     def checkpoint(self, trainer: Trainer, spec: RunSpec) -> dict[str, Any]:
         """The checkpoint payload after :attr:`epoch` epochs."""

@@ -23,18 +23,26 @@ from kdecay.data.prepare import PreparedData, load_prepared, prepared_path
 from kdecay.fileio import exclusive_lock, write_history
 from kdecay.models import build_from_spec, forward_macs
 from kdecay.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from kdecay.train.outputs import Progress, final_metrics, write_outputs
+from kdecay.train.outputs import Progress, evaluates, final_metrics, write_outputs
 from kdecay.train.provenance import estimated_cpu_hours, fmt_seconds, provenance
 from kdecay.train.runtime import Runtime, runtime_for
 from kdecay.train.trainer import Trainer
 
-__all__ = ["train_run"]
+__all__ = [
+    "check_cpu_budget",
+    "check_writable",
+    "load_run_data",
+    "log_epoch",
+    "save_progress",
+    "train_run",
+]
 
 Log = Callable[[str], None]
 LOCK_WAIT_S = 15.0  # how long a second trainer of a run waits for the first to let go
 
 
-def _load_data(spec: RunSpec) -> PreparedData:
+def load_run_data(spec: RunSpec) -> PreparedData:
+    """The run's prepared dataset, checked (a missing file names the commands that make it)."""
     path = prepared_path(spec.dataset, Path(spec.prepared_dir))
     if not path.is_file():
         raise ConfigError(
@@ -51,7 +59,7 @@ def _load_data(spec: RunSpec) -> PreparedData:
     return data
 
 
-def _check_cpu_budget(spec: RunSpec, runtime: Runtime, macs: int, n_train: int) -> None:
+def check_cpu_budget(spec: RunSpec, runtime: Runtime, macs: int, n_train: int) -> None:
     """With ``device: auto`` and no CUDA, refuse a run longer than ``train.cpu_max_hours``."""
     if runtime.cuda or spec.train.device != "auto":
         return
@@ -71,15 +79,7 @@ def _resume(trainer: Trainer, spec: RunSpec, ckpt_file: Path, log: Log) -> Progr
         return Progress()
     ckpt, used = found
     trainer.load_state(ckpt["trainer"])
-    progress = Progress(
-        history=list(ckpt["history"]),
-        epoch=int(ckpt["epoch"]),
-        wall_seconds=float(ckpt["wall_seconds"]),
-        train_seconds=float(ckpt["train_seconds"]),
-        status=str(ckpt.get("status", "completed")),
-        diverged_epoch=ckpt.get("diverged_epoch"),
-        checkpointed_epoch=int(ckpt["epoch"]),
-    )
+    progress = Progress.from_checkpoint(ckpt)
     if progress.epoch == spec.epochs or progress.status != "completed":
         log(f"[{spec.label}] already trained ({used}): writing its outputs again, no training")
     else:
@@ -102,24 +102,15 @@ def _run_epoch(trainer: Trainer, spec: RunSpec, progress: Progress) -> dict[str,
         "train_error": train_err,
     }
     if not math.isfinite(train_loss):
-        progress.status, progress.diverged_epoch = "diverged", epoch + 1
-        record["seconds"] = round(t_train, 3)
-        progress.history.append(record)
+        progress.diverge(record, t_train)
         return record
-    last = epoch + 1 == spec.epochs
-    test_loss = test_err = None
-    if last or (epoch + 1) % spec.train.eval_every == 0:
-        test_loss, test_err = trainer.evaluate()
-    seconds = time.perf_counter() - t0
-    progress.wall_seconds += seconds
-    progress.train_seconds += t_train
-    progress.epoch = epoch + 1
-    record.update(test_loss=test_loss, test_error=test_err, seconds=round(seconds, 3))
-    progress.history.append(record)
+    test = trainer.evaluate() if evaluates(spec, epoch + 1) else None
+    progress.complete(record, t_train, time.perf_counter() - t0, test)
     return record
 
 
-def _log_epoch(spec: RunSpec, record: dict[str, Any], eta: float, log: Log) -> None:
+def log_epoch(spec: RunSpec, record: dict[str, Any], eta: float, log: Log) -> None:
+    """The one progress line of a finished epoch (losses, errors, seconds, ETA)."""
     test_txt = (
         f"test loss {record['test_loss']:.4f} err {record['test_error']:.2f}%"
         if record["test_error"] is not None
@@ -147,13 +138,13 @@ def _train_epochs(
             return
         session_seconds += record["seconds"]
         eta = (spec.epochs - progress.epoch) * session_seconds / (progress.epoch - start)
-        _log_epoch(spec, record, eta, log)
+        log_epoch(spec, record, eta, log)
         write_history(out_dir / "history.csv", progress.history)
         if progress.epoch < spec.epochs and progress.epoch % spec.train.checkpoint_every == 0:
-            _save(ckpt_file, progress, trainer, spec)
+            save_progress(ckpt_file, progress, trainer, spec)
 
 
-def _save(path: Path, progress: Progress, trainer: Trainer, spec: RunSpec) -> None:
+def save_progress(path: Path, progress: Progress, trainer: Trainer, spec: RunSpec) -> None:
     """A checkpoint; a full disk or a read-only folder is one line naming the path."""
     try:
         save_checkpoint(path, progress.checkpoint(trainer, spec))
@@ -166,7 +157,7 @@ def _save(path: Path, progress: Progress, trainer: Trainer, spec: RunSpec) -> No
     progress.checkpointed_epoch = progress.epoch
 
 
-def _check_writable(folder: Path, what: str) -> None:
+def check_writable(folder: Path, what: str) -> None:
     """Fail before the first epoch, not after hours of training, if ``folder`` is unusable."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -208,11 +199,11 @@ def train_run(spec: RunSpec, out_dir: Path, log: Log = print) -> dict[str, Any]:
     except (ValueError, TypeError) as err:
         raise ConfigError(f"rows.{spec.row}.model: {err}") from err
     macs = forward_macs(model)
-    data = _load_data(spec)
-    _check_cpu_budget(spec, runtime, macs, int(data.train_labels.numel()))
+    data = load_run_data(spec)
+    check_cpu_budget(spec, runtime, macs, int(data.train_labels.numel()))
     trainer = Trainer(spec, data, model, runtime)
-    _check_writable(out_dir, "run's output folder")
-    _check_writable(checkpoint_path(spec).parent, "checkpoint folder (train.checkpoint_dir)")
+    check_writable(out_dir, "run's output folder")
+    check_writable(checkpoint_path(spec).parent, "checkpoint folder (train.checkpoint_dir)")
     lock = checkpoint_path(spec).parent / "train.lock"
     # one trainer per run; a requeued job may start while the job it replaces still exits
     with exclusive_lock(lock, f"the training of {spec.label}", wait_s=LOCK_WAIT_S):
@@ -228,7 +219,9 @@ def train_run(spec: RunSpec, out_dir: Path, log: Log = print) -> dict[str, Any]:
         except KeyboardInterrupt:
             raise KeyboardInterrupt(_interrupted(spec, progress)) from None
         if progress.checkpointed_epoch != progress.epoch or progress.status != "completed":
-            _save(checkpoint_path(spec), progress, trainer, spec)  # kept until it is recorded
+            save_progress(
+                checkpoint_path(spec), progress, trainer, spec
+            )  # kept until it is recorded
         metrics = final_metrics(progress, trainer)
         write_outputs(out_dir, spec, progress, trainer, (run_info, metrics))
     if progress.status == "completed":

@@ -1,0 +1,303 @@
+"""G runs of one row trained together as one fused network (``kdecay train-group``).
+
+The members share everything :meth:`kdecay.config.RunSpec.fuse_key` names (dataset, model,
+batch size, epochs, optimizer settings, padding, train options) and differ in their schedule
+and seed. Each member is built exactly as ``kdecay train`` builds its run alone (a
+:class:`~kdecay.train.trainer.Trainer`: initial weights from its seed, its own loader, its
+schedule); the members' models are then stacked into one
+:class:`~kdecay.train.fused.FusedStep`, whose every kernel does the work of all members. What
+stays each member's own:
+
+* its learning rate: its own schedule is stepped every iteration, and its value is written
+  into the member's slot of the fused step's LR vector;
+* its epoch record, evaluation, ``history.csv``, ``metrics.json``, ``model.pt`` (its slice of
+  the stacked weights, the plain model's ``state_dict``) and ``run.json``, which adds
+  ``fused_with`` (the stage names trained together) and ``step: fused-eager``;
+* its divergence: a member whose epoch loss is NaN/inf is recorded as diverged at that epoch
+  (its weights at divergence saved, as a run alone does), and the group goes on without it;
+* its checkpoint, in the single-run format at the single-run path: a ``kdecay train`` of the
+  same run resumes from it, and a group killed at any point resumes every member from the
+  same epoch (the newest epoch every member has a good checkpoint of: a kill between two
+  members' saves falls back on ``checkpoint.prev.pt``).
+
+The group's step is eager (``vmap``); ``run.json`` says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kdecay.checks import ConfigError
+from kdecay.config import RunSpec, load_config
+from kdecay.fileio import exclusive_lock, write_history
+from kdecay.models import build_from_spec, forward_macs
+from kdecay.train.checkpoint import checkpoint_path, good_checkpoints
+from kdecay.train.fused import FusedLoader, FusedStep
+from kdecay.train.group_epoch import GroupEpoch
+from kdecay.train.outputs import Progress, final_metrics, write_outputs
+from kdecay.train.provenance import fmt_seconds, provenance
+from kdecay.train.run import (
+    LOCK_WAIT_S,
+    check_cpu_budget,
+    check_writable,
+    load_run_data,
+    log_epoch,
+    save_progress,
+)
+from kdecay.train.runtime import runtime_for
+from kdecay.train.trainer import Trainer
+
+__all__ = ["Member", "MemberRun", "check_fusable", "member_runs", "train_group"]
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class MemberRun:
+    """One run of a fused group: what it trains, where its outputs go, its DVC stage name."""
+
+    spec: RunSpec
+    out_dir: Path
+    stage: str
+
+
+@dataclass
+class Member:
+    """A member while the group trains: its run, trainer (the source of its state between
+    fused passes) and progress."""
+
+    run: MemberRun
+    trainer: Trainer
+    progress: Progress
+    macs: int
+
+    @property
+    def spec(self) -> RunSpec:
+        """The member's run."""
+        return self.run.spec
+
+    @property
+    def to_train(self) -> bool:
+        """Epochs left and not diverged."""
+        return self.progress.status == "completed" and self.progress.epoch < self.spec.epochs
+
+
+def member_runs(params_file: Path, stages: Sequence[str]) -> list[MemberRun]:
+    """The runs of ``stages`` (dvc.yaml training stage names) under ``params_file``."""
+    config = load_config(params_file)
+    runs = {run.stage: run for run in config.runs()}
+    unknown = [s for s in stages if s not in runs]
+    if unknown:
+        raise ConfigError(
+            f"{', '.join(unknown)}: not a training stage of {params_file} (names as in "
+            "`dvc status`, e.g. train_kdecay@cifar10-wrn16_8-1.5-0)"
+        )
+    return [MemberRun(config.spec(runs[s]), runs[s].out_dir(), s) for s in stages]
+
+
+def check_fusable(runs: Sequence[MemberRun]) -> None:
+    """Refuse (ConfigError) a group that cannot be one network: fewer than 2 runs, a run
+    twice, runs of different fuse keys, or a model with dropout (its random masks would
+    come from one generator for all members, not each run's own)."""
+    if len(runs) < 2:
+        raise ConfigError("a fused group needs 2 runs or more: train a single run with train")
+    stages = [r.stage for r in runs]
+    if len(set(stages)) != len(stages):
+        raise ConfigError(f"a run appears twice in the group: {', '.join(stages)}")
+    first = runs[0].spec
+    for r in runs[1:]:
+        if r.spec.fuse_key() != first.fuse_key():
+            raise ConfigError(
+                f"{r.stage} cannot be fused with {runs[0].stage}: fused runs must share "
+                "dataset, row recipe (model, batch, epochs, optimizer, padding) and train "
+                "options, and differ only in schedule and seed"
+            )
+    with torch.device("meta"):
+        model = build_from_spec(first.model, first.num_classes)
+    if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
+        raise ConfigError(f"{first.row}: a model with dropout is not fused; train it alone")
+
+
+def _build_members(runs: Sequence[MemberRun]) -> list[Member]:
+    """Each member's Trainer, built as ``train_run`` builds it (weights from its seed)."""
+    spec0 = runs[0].spec
+    runtime = dataclasses.replace(runtime_for(spec0.train), step="eager")
+    data = load_run_data(spec0)
+    members = []
+    for run in runs:
+        torch.manual_seed(run.spec.seed)
+        try:
+            model = build_from_spec(run.spec.model, run.spec.num_classes)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"rows.{run.spec.row}.model: {err}") from err
+        macs = forward_macs(model)
+        check_cpu_budget(run.spec, runtime, macs, int(data.train_labels.numel()))
+        trainer = Trainer(run.spec, data, model, runtime)
+        members.append(Member(run, trainer, Progress(), macs))
+    return members
+
+
+def _resume(members: list[Member], log: Log) -> None:
+    """Every member from a good checkpoint of one common epoch: the newest epoch that every
+    member still to train has a checkpoint of (or epoch 0, from scratch). Finished members
+    (all epochs, or diverged) load their final checkpoint and are not trained."""
+    epochs: dict[str, dict[int, tuple[dict[str, Any], Path]]] = {}
+    for m in members:
+        found = good_checkpoints(
+            checkpoint_path(m.spec),
+            m.spec.config_hash(),
+            lambda s, m=m: log(f"[{m.spec.label}] {s}"),
+        )
+        newest = Progress.from_checkpoint(found[0][0]) if found else Progress()
+        if newest.status != "completed" or newest.epoch == m.spec.epochs:
+            m.trainer.load_state(found[0][0]["trainer"])
+            m.progress = newest
+            log(f"[{m.spec.label}] already trained ({found[0][1]}): no training")
+        else:
+            epochs[m.run.stage] = {int(state["epoch"]): (state, path) for state, path in found}
+    target = min((max(e, default=0) for e in epochs.values()), default=0)
+    while any(target not in e for e in epochs.values()) and target > 0:
+        target = min(max((x for x in e if x <= target), default=0) for e in epochs.values())
+    for m in members:
+        if target > 0 and m.run.stage in epochs:
+            state, path = epochs[m.run.stage][target]
+            m.trainer.load_state(state["trainer"])
+            m.progress = Progress.from_checkpoint(state)
+            log(f"[{m.spec.label}] resuming from {path} after epoch {target}")
+
+
+def _stack(members: list[Member]) -> tuple[FusedStep, FusedLoader]:
+    """The fused step and loader of ``members`` from their trainers' current state
+    (weights, batch norm statistics, momentum, loader position)."""
+    spec = members[0].spec
+    hyper = {"momentum": spec.momentum, "nesterov": spec.nesterov}
+    hyper["weight_decay"] = spec.weight_decay
+    lrs = [float(m.trainer.optimizer.param_groups[0]["lr"]) for m in members]
+    step = FusedStep([m.trainer.model for m in members], members[0].trainer.runtime, lrs, hyper)
+    for g, m in enumerate(members):
+        for buf, p in zip(step.momentum, m.trainer.model.parameters(), strict=True):
+            saved = m.trainer.optimizer.state.get(p, {}).get("momentum_buffer")
+            if saved is not None:
+                buf[g].copy_(saved)
+    return step, FusedLoader([m.trainer.train_loader for m in members])
+
+
+def _unstack(step: FusedStep, members: list[Member]) -> None:
+    """Write each member's slice of the fused state back into its trainer (weights, batch
+    norm statistics, momentum): what its checkpoint and ``model.pt`` hold."""
+    for g, m in enumerate(members):
+        m.trainer.model.load_state_dict(step.member_state_dict(g))
+        for buf, p in zip(step.momentum, m.trainer.model.parameters(), strict=True):
+            m.trainer.optimizer.state[p]["momentum_buffer"] = buf[g].detach().clone()
+
+
+def _train(members: list[Member], stages: list[str], log: Log) -> None:
+    """The epoch loop of the members still to train; the group shrinks when one diverges."""
+    active = [m for m in members if m.to_train]
+    epochs_run, session_seconds = 0, 0.0
+    while active:
+        step, loader = _stack(active)
+        group_epoch = GroupEpoch(step, loader, active)
+        while all(m.to_train for m in active):
+            records = group_epoch.run()
+            epochs_run += 1
+            session_seconds += max(r["seconds"] for r in records)
+            _unstack(step, active)
+            _after_epoch(active, records, session_seconds / epochs_run, log)
+        active = [m for m in active if m.to_train]
+        if active:
+            log(f"[fused] going on with {len(active)} of {len(stages)} members")
+
+
+def _after_epoch(
+    active: list[Member], records: list[dict[str, Any]], per_epoch: float, log: Log
+) -> None:
+    """Per member: its log line and history; its checkpoint when due (at once when it
+    diverged: its weights at divergence are kept, as a run alone keeps them)."""
+    for m, record in zip(active, records, strict=True):
+        spec, progress = m.spec, m.progress
+        if progress.status == "diverged":
+            log(
+                f"[{spec.label}] DIVERGED at epoch {record['epoch']}: training loss is "
+                f"{record['train_loss']}; status 'diverged' recorded, the other members go on"
+            )
+            save_progress(checkpoint_path(spec), progress, m.trainer, spec)
+            continue
+        log_epoch(spec, record, (spec.epochs - progress.epoch) * per_epoch, log)
+        write_history(m.run.out_dir / "history.csv", progress.history)
+        due = progress.epoch % spec.train.checkpoint_every == 0
+        if progress.epoch < spec.epochs and due:
+            save_progress(checkpoint_path(spec), progress, m.trainer, spec)
+
+
+def _finish(members: list[Member], stages: list[str], log: Log) -> list[dict[str, Any]]:
+    """Final checkpoints (kept until recorded) and every member's outputs."""
+    all_metrics = []
+    for m in members:
+        spec, progress = m.spec, m.progress
+        if progress.checkpointed_epoch != progress.epoch or progress.status != "completed":
+            save_progress(checkpoint_path(spec), progress, m.trainer, spec)
+        info = provenance(spec, m.trainer, m.macs) | {"fused_with": stages, "step": "fused-eager"}
+        metrics = final_metrics(progress, m.trainer)
+        write_outputs(m.run.out_dir, spec, progress, m.trainer, (info, metrics))
+        if progress.status == "completed":
+            log(
+                f"[{spec.label}] done: final test error {metrics['final_test_error']:.2f}% "
+                f"(best {metrics['best_test_error']:.2f}% at epoch {metrics['best_epoch']}), "
+                f"wall {fmt_seconds(metrics['wall_seconds'])}"
+            )
+        all_metrics.append(metrics)
+    return all_metrics
+
+
+def _interrupted(members: list[Member]) -> str:
+    kept = sorted({str(m.progress.checkpointed_epoch) for m in members if m.to_train})
+    return (
+        f"fused group of {len(members)} stopped; checkpoints kept after epoch "
+        f"{', '.join(kept) or 'none yet'}: rerun the same command (or `kdecay sweep --fuse`) "
+        "to resume every member from its checkpoint"
+    )
+
+
+def train_group(runs: Sequence[MemberRun], log: Log = print) -> list[dict[str, Any]]:
+    """Train ``runs`` as one fused network; write each member's outputs as ``train_run``
+    writes a run's; return the members' metrics (in order).
+
+    Raises:
+        ConfigError: the runs cannot be fused, or a folder is not writable.
+        KeyboardInterrupt: on Ctrl-C, saying which checkpoints were kept.
+    """
+    check_fusable(runs)
+    members = _build_members(runs)
+    stages = [r.stage for r in runs]
+    for m in members:
+        check_writable(m.run.out_dir, f"output folder of {m.run.stage}")
+        check_writable(checkpoint_path(m.spec).parent, "checkpoint folder (train.checkpoint_dir)")
+    with contextlib.ExitStack() as locks:
+        for m in sorted(members, key=lambda m: str(checkpoint_path(m.spec))):
+            lock = checkpoint_path(m.spec).parent / "train.lock"
+            what = f"the training of {m.spec.label}"
+            locks.enter_context(exclusive_lock(lock, what, wait_s=LOCK_WAIT_S))
+        _resume(members, log)
+        spec = members[0].spec
+        log(
+            f"[fused] {len(members)} runs of {spec.row} as one network: {spec.epochs} epochs x "
+            f"{members[0].trainer.iters_per_epoch} it, device "
+            f"{members[0].trainer.runtime.device_name()}: {', '.join(stages)}"
+        )
+        t0 = time.perf_counter()
+        try:
+            _train(members, stages, log)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(_interrupted(members)) from None
+        metrics = _finish(members, stages, log)
+    log(f"[fused] group of {len(members)} done in {fmt_seconds(time.perf_counter() - t0)}")
+    return metrics

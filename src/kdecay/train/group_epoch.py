@@ -1,0 +1,102 @@
+"""One epoch of a fused group: every member's training pass, losses and evaluation at once.
+
+Per iteration, each member's LR is its own schedule's value at that iteration, copied into
+the fused step's ``[G]`` LR tensor from a per-epoch table on the device. The
+epoch's mean loss and error of member ``g`` are accumulated on the device as
+``Trainer.train_epoch`` accumulates a run's; the evaluation runs every member on the same
+test batches (``FusedStep.logits``) and reduces per member as ``Trainer.evaluate`` does.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from kdecay.train.fused import FusedLoader, FusedStep
+from kdecay.train.outputs import evaluates
+
+if TYPE_CHECKING:
+    from kdecay.train.group import Member
+
+__all__ = ["GroupEpoch"]
+
+
+class GroupEpoch:
+    """Runs the members' next epoch on their fused step; closes each member's progress."""
+
+    def __init__(self, step: FusedStep, loader: FusedLoader, members: Sequence[Member]) -> None:
+        self.step, self.loader, self.members = step, loader, list(members)
+        self.trainer = members[0].trainer  # shared: device, test loader, set sizes
+        self.device = self.trainer.device
+
+    def _train_pass(self, first_iteration: int) -> tuple[list[float], list[float]]:
+        """One pass over the training set: per member (mean loss, error %). Member ``g``'s LR
+        at iteration ``t`` is its schedule's value ``schedule_g(t)``, from a table written to
+        the device once per epoch; its ``LRSchedule`` is then set to the epoch's end, where
+        ``Trainer.train_step`` would have stepped it."""
+        g, iters = len(self.members), self.trainer.iters_per_epoch
+        schedules = [m.trainer.schedule for m in self.members]
+        its = range(first_iteration, first_iteration + iters)
+        table = torch.tensor([[s(t) for s in schedules] for t in its], dtype=torch.float32)
+        table = table.to(self.device)
+        loss_sum = torch.zeros(g, device=self.device, dtype=torch.float64)
+        wrong = torch.zeros(g, device=self.device, dtype=torch.int64)
+        for lrs, (x, y) in zip(table, self.loader, strict=True):
+            self.step.lr.copy_(lrs)
+            loss, wrong_batch = self.step(x, y)
+            loss_sum += loss.double() * y.shape[1]
+            wrong += wrong_batch
+        for m in self.members:
+            m.trainer.lr_schedule.load_state_dict(
+                {"last_epoch": first_iteration + iters, "last_lr": []}
+            )
+        n = self.trainer.n_train
+        return (loss_sum / n).tolist(), (100.0 * wrong.double() / n).tolist()
+
+    @torch.no_grad()
+    def _evaluate(self) -> list[tuple[float, float]]:
+        """Per member: test loss and error % (no augmentation, large batches)."""
+        g = len(self.members)
+        loss_sum = torch.zeros(g, device=self.device, dtype=torch.float64)
+        wrong = torch.zeros(g, device=self.device, dtype=torch.int64)
+        n = 0
+        for x, y in self.trainer.test_loader:
+            out = self.step.logits(x).float()  # [G, N, classes]
+            targets = y.repeat(g)
+            per_image = F.cross_entropy(out.flatten(0, 1), targets, reduction="none")
+            loss_sum += per_image.view(g, -1).sum(1).double()
+            wrong += (out.argmax(2) != y).sum(1)
+            n += y.numel()
+        return list(
+            zip((loss_sum / n).tolist(), (100.0 * wrong.double() / n).tolist(), strict=True)
+        )
+
+    def run(self) -> list[dict[str, Any]]:
+        """Train the epoch; close every member's progress (diverged or complete, evaluated
+        when due); return the members' epoch records."""
+        epoch = self.members[0].progress.epoch
+        t0 = time.perf_counter()
+        iters = self.trainer.iters_per_epoch
+        first_lrs = [m.trainer.schedule(epoch * iters) for m in self.members]
+        losses, errors = self._train_pass(epoch * iters)
+        self.trainer.runtime.sync()
+        t_train = time.perf_counter() - t0
+        records = [
+            {"epoch": epoch + 1, "lr": lr, "train_loss": loss, "train_error": err}
+            for lr, loss, err in zip(first_lrs, losses, errors, strict=True)
+        ]
+        finite = [math.isfinite(loss) for loss in losses]
+        spec = self.members[0].spec
+        tests = self._evaluate() if any(finite) and evaluates(spec, epoch + 1) else None
+        seconds = time.perf_counter() - t0
+        for g, (m, record) in enumerate(zip(self.members, records, strict=True)):
+            if not finite[g]:
+                m.progress.diverge(record, t_train)
+            else:
+                m.progress.complete(record, t_train, seconds, tests[g] if tests else None)
+        return records

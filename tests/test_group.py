@@ -1,0 +1,136 @@
+"""Fused groups (:mod:`kdecay.train.group`): G runs of one row trained as one network give
+every member the run it has when trained alone, with its own outputs, divergence and resume.
+
+The workspace is test_train.py's (synthetic CIFAR-10 through the real download + prepare,
+1,000 training images: 15 batches of 64 + a partial 40; 4 epochs; an evaluation every epoch).
+The members differ in schedule (step with warm-up, k-decay k = 3, k = 1) and seed. Tolerance,
+per epoch, on the mean training and test losses: test_step.py's for the compiled step
+against eager (``|fused - alone| <= 0.01 + 1% |alone|``); the LR column is equal exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from kdecay.cli import main as cli_main
+from kdecay.data.prepare import load_prepared, prepared_path
+from kdecay.models import build_from_spec
+from kdecay.train import train_run
+from kdecay.train.group import MemberRun, train_group
+from test_train import forget_checkpoints, read_history, spec_for, workspace  # noqa: F401
+
+TOL = 0.01
+
+
+def _members(ws: Path, tag: str) -> list[MemberRun]:
+    specs = [
+        spec_for(ws, "original"),
+        spec_for(ws, "kdecay", 3.0),
+        spec_for(ws, "kdecay", 1.0, seed=1),
+    ]
+    return [
+        MemberRun(spec, ws / "runs" / tag / f"m{i}", f"stage{i}") for i, spec in enumerate(specs)
+    ]
+
+
+def _assert_follows(fused: Path, alone: Path) -> None:
+    got, ref = read_history(fused), read_history(alone)
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref, strict=True):
+        assert g["lr"] == r["lr"]
+        for key in ("train_loss", "test_loss"):
+            a, b = float(g[key]), float(r[key])
+            assert abs(a - b) <= TOL + TOL * abs(b), (fused, g["epoch"], key, a, b)
+
+
+def _test_error_of_saved_model(run: MemberRun) -> float:
+    """model.pt in the plain model of the row, on the prepared test set (as evaluated)."""
+    data = load_prepared(prepared_path("cifar10", Path(run.spec.prepared_dir)))
+    model = build_from_spec(run.spec.model, run.spec.num_classes)
+    model.load_state_dict(torch.load(run.out_dir / "model.pt", weights_only=True))
+    model.eval()
+    mean = torch.tensor(data.mean).view(1, 3, 1, 1)
+    std = torch.tensor(data.std).view(1, 3, 1, 1)
+    x = (data.test_images.float() / 255 - mean) / std
+    with torch.no_grad():
+        wrong = (model(x).argmax(1) != data.test_labels).sum()
+    return 100.0 * float(wrong) / len(data.test_labels)
+
+
+@pytest.fixture(scope="module")
+def alone(workspace: Path) -> list[MemberRun]:  # noqa: F811
+    """The three runs, each trained alone (``train_run``), their checkpoints then dropped."""
+    runs = _members(workspace, "alone")
+    for run in runs:
+        train_run(run.spec, run.out_dir)
+        forget_checkpoints(run.spec)
+    return runs
+
+
+def test_fused_members_follow_their_runs_alone_through_a_kill(
+    workspace: Path,  # noqa: F811
+    alone: list[MemberRun],
+) -> None:
+    runs, group = alone, _members(workspace, "fused")
+
+    seen: list[str] = []
+
+    def stop_in_epoch_2(line: str) -> None:
+        seen.append(line)
+        if "k3/seed0] epoch 2/4" in line:  # the 1st member has saved epoch 2, the others not
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt, match="checkpoints kept after epoch"):
+        train_group(group, log=stop_in_epoch_2)
+    lines: list[str] = []
+    metrics = train_group(group, log=lines.append)
+    # the 1st member saved epoch 2's checkpoint, the others only epoch 1's: all resume at 1
+    resumed = [line for line in lines if "resuming from" in line]
+    assert len(resumed) == 3 and all("after epoch 1" in line for line in resumed), lines
+    assert any("checkpoint.prev.pt" in line for line in resumed), resumed
+    for run, ref, m in zip(group, runs, metrics, strict=True):
+        _assert_follows(run.out_dir, ref.out_dir)
+        assert m["status"] == "completed" and m["epochs_completed"] == 4
+        info = json.loads((run.out_dir / "run.json").read_text())
+        assert info["fused_with"] == ["stage0", "stage1", "stage2"]
+        assert info["config_hash"] == run.spec.config_hash()
+        assert _test_error_of_saved_model(run) == pytest.approx(m["final_test_error"], abs=0.34)
+    # the members are different runs (the test compares G runs, not one)
+    last = [float(read_history(r.out_dir)[-1]["train_loss"]) for r in group]
+    assert len({round(v, 2) for v in last}) == 3
+
+
+def test_a_diverging_member_stops_and_the_others_go_on(
+    workspace: Path,  # noqa: F811
+    alone: list[MemberRun],
+) -> None:
+    group = _members(workspace, "nan")
+    broken = dataclasses.replace(group[1].spec, schedule=group[1].spec.schedule | {"lr0": 1e6})
+    group[1] = dataclasses.replace(group[1], spec=broken)
+    for run in group:
+        forget_checkpoints(run.spec)
+    lines: list[str] = []
+    metrics = train_group(group, log=lines.append)
+    assert metrics[1]["status"] == "diverged" and metrics[1]["diverged_epoch"] == 1
+    assert (group[1].out_dir / "model.pt").is_file()  # its weights at divergence
+    assert any("going on with 2 of 3 members" in line for line in lines)
+    for g in (0, 2):
+        assert metrics[g]["status"] == "completed"
+        _assert_follows(group[g].out_dir, alone[g].out_dir)
+
+
+def test_train_group_refuses_what_cannot_be_fused(workspace: Path, capsys) -> None:  # noqa: F811
+    params = str(workspace / "params.yaml")
+    one = ["train-group", "--params", params, "--stage", "train_kdecay@cifar10-tiny-1-0"]
+    assert cli_main(one) == 2
+    assert "2 runs or more" in capsys.readouterr().err
+    rows = [*one, "--stage", "train_kdecay@cifar10-tiny_sgdr-1-0"]
+    assert cli_main(rows) == 2
+    assert "cannot be fused" in capsys.readouterr().err
+    assert cli_main([*one, "--stage", "train_kdecay@cifar10-tiny-9-0"]) == 2
+    assert "not a training stage" in capsys.readouterr().err
