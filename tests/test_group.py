@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +25,7 @@ import torch
 from kdecay.cli import main as cli_main
 from kdecay.data.prepare import load_prepared, prepared_path
 from kdecay.models import build_from_spec
-from kdecay.train import train_run
+from kdecay.train import checkpoint_path, train_run
 from kdecay.train.group import MemberRun, train_group
 from test_train import forget_checkpoints, read_history, spec_for, workspace  # noqa: F401
 
@@ -134,3 +139,39 @@ def test_train_group_refuses_what_cannot_be_fused(workspace: Path, capsys) -> No
     assert "cannot be fused" in capsys.readouterr().err
     assert cli_main([*one, "--stage", "train_kdecay@cifar10-tiny-9-0"]) == 2
     assert "not a training stage" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_group_resumes_every_member(workspace: Path, alone: list[MemberRun]) -> None:  # noqa: F811
+    """``kdecay train-group`` killed (SIGKILL) after its members' first checkpoints: the
+    rerun resumes each member from its checkpoint and each ends on its run alone."""
+    stages = ["train_original@cifar10-tiny-0", "train_kdecay@cifar10-tiny-3-0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kdecay",
+        "train-group",
+        "--params",
+        str(workspace / "params.yaml"),
+    ]
+    for stage in stages:
+        cmd += ["--stage", stage]
+    for run in alone[:2]:
+        forget_checkpoints(run.spec)
+    cwd = workspace / "killed_group"
+    cwd.mkdir()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    last = checkpoint_path(alone[1].spec)
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the group finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=True)
+    assert resumed.stdout.count("resuming from") == 2, resumed.stdout
+    for run in alone[:2]:
+        out = cwd / run.spec.run.out_dir()
+        assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+        _assert_follows(out, run.out_dir)

@@ -120,6 +120,34 @@ def test_ray_runs_every_stale_stage_packing_thin_rows(reference: Path) -> None:
         ), w["stage"]
 
 
+def test_ray_fused_sweep_records_every_member(base: Path, reference: Path) -> None:
+    """``--fuse 4``: the two runs of each row (original, k = 1) train as one network, one
+    Ray task per row (the SGDR row has one run: alone); every member is recorded with the
+    outputs of its run alone (losses within test_step's tolerance), and dvc status is clean."""
+    ws = clone(base, "fused")
+    out = kdecay(ws, "sweep", "--gpus", "2", "--cpus", "4", "--fuse", "4")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "11 runs (10 of them in 5 fused groups)" in out.stdout
+    assert "Data and pipelines are up to date" in dvc(ws, "status")
+    events = [json.loads(x) for x in (ws / "results/logs/sweep.jsonl").read_text().splitlines()]
+    assert len(events) == N_RUNS and all(e["ok"] for e in events)
+    units = {e["unit"] for e in events}
+    assert len(units) == 6 and sum(u.startswith("fused@") for u in units) == 5
+    alone = results(reference)
+    for e in events:
+        run = json.loads((ws / e["out"] / "run.json").read_text())
+        members = [x["stage"] for x in events if x["unit"] == e["unit"]]
+        if e["unit"].startswith("fused@"):
+            assert run["fused_with"] == members and run["step"] == "fused-eager"
+        else:
+            assert "fused_with" not in run and "sgdr" in e["stage"]
+        got, ref = results(ws)[e["out"]], alone[e["out"]]
+        assert got["status"] == ref["status"] == "completed"
+        for key in ("final_train_loss", "final_test_loss"):
+            assert abs(got[key] - ref[key]) <= 0.01 + 0.01 * abs(ref[key]), (e["out"], key)
+    assert (ws / "paper_figures" / "tables" / "cifar10.md").is_file()
+
+
 def _our_training_pids(ws: Path) -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():

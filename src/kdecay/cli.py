@@ -160,6 +160,7 @@ def _cmd_sweep(a: argparse.Namespace) -> None:
         cpus=a.cpus,
         shard=a.shard,
         cluster=a.cluster,
+        fuse=a.fuse,
         slurm={key: value for key, value in given.items() if value is not None},
     )
     if run_sweep(opts):
@@ -314,6 +315,14 @@ def _add_sweep(sub: Any) -> None:
         help="one log per run, and sweep.jsonl (default: results/logs)",
     )
     p.add_argument("--shard", type=_shard, default=(0, 1), help="I/N: this clone's share")
+    p.add_argument(
+        "--fuse",
+        type=int,
+        default=1,
+        metavar="G",
+        help="train up to G runs of one row as one fused network, one task each (default 1: "
+        "every run alone; see the README before using it on a GPU)",
+    )
     g = p.add_argument_group("ray")
     g.add_argument("--address", help="join a running Ray cluster (default: start one here)")
     g.add_argument("--gpus", type=int, help="GPUs a local Ray declares (default: detected)")

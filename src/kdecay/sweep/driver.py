@@ -27,6 +27,7 @@ from kdecay.checks import ConfigError, check_int
 from kdecay.config import Config, load_config
 from kdecay.fileio import exclusive_lock
 from kdecay.sweep.engines import StageCommand
+from kdecay.sweep.fusing import Unit, units
 from kdecay.sweep.stages import TrainStage, adoptable, commit_stage, stale_training_stages
 from kdecay.sweep.tools import tool_env
 from kdecay.train.provenance import fmt_seconds
@@ -52,6 +53,7 @@ class SweepOptions:
     cpus: int | None = None
     shard: tuple[int, int] = (0, 1)
     cluster: str | None = None  # submitit's executor (default slurm); --engine slurm only
+    fuse: int = 1  # at most this many runs of one row trained as one fused network
     slurm: dict[str, Any] = field(default_factory=dict)
 
 
@@ -136,9 +138,10 @@ def _dvc(root: Path, *args: str) -> None:
 class Progress:
     """Counts of the sweep and its ETA from the epochs already timed."""
 
-    def __init__(self, stages: list[TrainStage], log_dir: Path) -> None:
-        self.epochs = {s.name: s.spec.epochs for s in stages}
-        self.logs = {s.name: log_dir / f"{s.log_name}.log" for s in stages}
+    def __init__(self, units: list[Unit], log_dir: Path) -> None:
+        self.epochs = {s.name: s.spec.epochs for u in units for s in u.stages}
+        self.logs = {s.name: log_dir / f"{u.log_name}.log" for u in units for s in u.stages}
+        self.events = log_dir / "sweep.jsonl"
         self.done: list[str] = []
         self.failed: list[str] = []
         self.start = time.time()
@@ -185,50 +188,66 @@ def _adopt_finished(root: Path, stages: list[TrainStage]) -> list[TrainStage]:
     return todo
 
 
-def _jobs(root: Path, stages: list[TrainStage], logs: dict[str, Path]) -> list[StageCommand]:
+def _jobs(root: Path, units: list[Unit], opts: SweepOptions) -> list[StageCommand]:
     env = {k: v for k, v in tool_env().items() if k in ("PATH", "PYTHONPATH", "DVC_NO_ANALYTICS")}
     return [
-        StageCommand(s.name, s.cmd, str(root), str(logs[s.name]), env, s.spec.config_hash())
-        for s in stages
+        StageCommand(
+            u.name,
+            u.command(opts.params_file),
+            str(root),
+            str(opts.log_dir / f"{u.log_name}.log"),
+            env,
+            u.config_hash,
+        )
+        for u in units
     ]
+
+
+def _record(root: Path, unit: Unit, result: dict[str, Any], progress: Progress) -> None:
+    """Record every stage of a finished unit in dvc.lock (a failed group's members whose
+    outputs are complete too); one line and one sweep.jsonl event per stage."""
+    job = f" (SLURM job {result['job_id']})" if result.get("job_id") else ""
+    for stage in unit.stages:
+        outcome = dict(result)
+        ok = result.get("rc") == 0 or (unit.fused and adoptable(stage))
+        if ok:
+            try:
+                commit_stage(root, stage.name)
+            except Exception as err:  # outputs missing or damaged: a failure, not a crash
+                ok, outcome["error"] = False, f"dvc commit failed: {err}"
+        (progress.done if ok else progress.failed).append(stage.name)
+        out = str(stage.out_dir.relative_to(root))
+        with progress.events.open("a") as f:
+            event = {"stage": stage.name, "out": out, "ok": ok, "unit": unit.name, **outcome}
+            f.write(json.dumps(event) + "\n")
+        if ok:
+            status = f"done{job}, recorded in dvc.lock"
+        else:
+            why = outcome.get("error") or f"exit {outcome.get('rc')}"
+            status = f"FAILED{job} ({why}), log {progress.logs[stage.name]}"
+        print(f"[sweep] {stage.name}: {status}", flush=True)
+    print(progress.line(), flush=True)
 
 
 def _run_stages(
     root: Path, stages: list[TrainStage], opts: SweepOptions, config: Config
 ) -> Progress:
-    """Run the stages on the engine, committing each finished one at once."""
+    """Run the stages on the engine (fused groups as one task each with ``--fuse``),
+    committing each finished one at once."""
+    work = units(stages, opts.fuse)
     fractions, cpus = config.sweep.gpu_fraction, config.sweep.cpus_per_run
-    resources = {s.name: (fractions[s.row], cpus) for s in stages}
-    progress = Progress(stages, opts.log_dir)
-    events = opts.log_dir / "sweep.jsonl"
+    # a fused group asks for its members' GPU shares together, at most one GPU
+    resources = {u.name: (min(1.0, fractions[u.stages[0].row] * len(u.stages)), cpus) for u in work}
+    progress = Progress(work, opts.log_dir)
     opts.log_dir.mkdir(parents=True, exist_ok=True)
-
-    outs = {s.name: str(s.out_dir.relative_to(root)) for s in stages}
-
-    def on_done(name: str, result: dict[str, Any]) -> None:
-        ok = result.get("rc") == 0
-        if ok:
-            try:
-                commit_stage(root, name)
-            except Exception as err:  # outputs missing or damaged: a failure, not a crash
-                ok, result["error"] = False, f"dvc commit failed: {err}"
-        (progress.done if ok else progress.failed).append(name)
-        with events.open("a") as f:
-            f.write(json.dumps({"stage": name, "out": outs[name], "ok": ok, **result}) + "\n")
-        job = f" (SLURM job {result['job_id']})" if result.get("job_id") else ""
-        if ok:
-            status = f"done{job}, recorded in dvc.lock"
-        else:
-            why = result.get("error") or f"exit {result.get('rc')}"
-            status = f"FAILED{job} ({why}), log {progress.logs[name]}"
-        print(f"[sweep] {name}: {status}", flush=True)
-        print(progress.line(), flush=True)
-
+    by_name = {u.name: u for u in work}
     engine = _engine(opts)
-    print(f"[sweep] {len(stages)} runs on {engine.describe()}", flush=True)
+    fused = sum(len(u.stages) for u in work if u.fused)
+    groups = f" ({fused} of them in {sum(u.fused for u in work)} fused groups)" if fused else ""
+    print(f"[sweep] {len(stages)} runs{groups} on {engine.describe()}", flush=True)
     try:
-        for name, result in engine.finished(_jobs(root, stages, progress.logs), resources):
-            on_done(name, result)
+        for name, result in engine.finished(_jobs(root, work, opts), resources):
+            _record(root, by_name[name], result, progress)
     finally:
         engine.close()
     return progress
@@ -255,6 +274,7 @@ def run_sweep(opts: SweepOptions) -> int:
     index, count = opts.shard
     check_int(count, "--shard (N of I/N)", low=1, error=ConfigError)
     check_int(index, "--shard (I of I/N)", low=0, high=count - 1, error=ConfigError)
+    check_int(opts.fuse, "--fuse", low=1, error=ConfigError)
     check_engine_options(opts)
     config = _preflight(opts)  # bad params or no GPU: fails before any download
     with exclusive_lock(opts.log_dir / "sweep.lock", "a kdecay sweep of this workspace"):

@@ -55,7 +55,7 @@ from kdecay.train.run import (
 from kdecay.train.runtime import runtime_for
 from kdecay.train.trainer import Trainer
 
-__all__ = ["Member", "MemberRun", "check_fusable", "member_runs", "train_group"]
+__all__ = ["Member", "MemberRun", "check_fusable", "has_dropout", "member_runs", "train_group"]
 
 Log = Callable[[str], None]
 
@@ -103,6 +103,14 @@ def member_runs(params_file: Path, stages: Sequence[str]) -> list[MemberRun]:
     return [MemberRun(config.spec(runs[s]), runs[s].out_dir(), s) for s in stages]
 
 
+def has_dropout(spec: RunSpec) -> bool:
+    """Whether the run's model has a dropout layer with p > 0 (built on the meta device: no
+    storage, no time)."""
+    with torch.device("meta"):
+        model = build_from_spec(spec.model, spec.num_classes)
+    return any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
+
+
 def check_fusable(runs: Sequence[MemberRun]) -> None:
     """Refuse (ConfigError) a group that cannot be one network: fewer than 2 runs, a run
     twice, runs of different fuse keys, or a model with dropout (its random masks would
@@ -120,9 +128,7 @@ def check_fusable(runs: Sequence[MemberRun]) -> None:
                 "dataset, row recipe (model, batch, epochs, optimizer, padding) and train "
                 "options, and differ only in schedule and seed"
             )
-    with torch.device("meta"):
-        model = build_from_spec(first.model, first.num_classes)
-    if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
+    if has_dropout(first):
         raise ConfigError(f"{first.row}: a model with dropout is not fused; train it alone")
 
 
