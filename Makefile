@@ -57,7 +57,7 @@ format: $(STAMP)
 
 ## the whole pipeline on synthetic CIFAR archives with tiny models (duration: README)
 smoke: $(STAMP)
-	kdecay smoke --workdir smoke
+	kdecay smoke --workdir smoke --fuse 4
 
 ## rebuild summary, tables and figures from the finished runs (DVC decides what is stale;
 ## --single-item: never starts training)

@@ -3,6 +3,7 @@ plain text with the choices spelled out, files get the user's permissions, Ctrl-
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -234,3 +235,33 @@ def test_sweep_on_slurm_without_sbatch_says_so(tmp_path: Path, capsys, monkeypat
     code = cli.main(["sweep", "--engine", "slurm", "--params", str(ROOT / "params.smoke.yaml")])
     assert code == 2
     assert "no `sbatch` on this machine's PATH" in capsys.readouterr().err
+
+
+def test_plan_with_fusion_uses_only_a_gpu_speedup_of_the_same_g(tmp_path: Path, capsys) -> None:
+    """`kdecay plan --fuse 4 --bench`: a row measured fused 4 ways on CUDA at 2x the runs one
+    by one gets 9 groups x 4 runs x 164 epochs x 2 s / 2 = 1.64 GPU-h; another G, a CPU
+    measurement or no measurement give no estimate, and a damaged report exits 2. (The
+    report is a hand-made fixture of the bench.json format: it tests the arithmetic.)"""
+    model = {"name": "preact_resnet110", "rows": ["preact_resnet110"]}
+    report = {
+        "device": {"type": "cuda"},
+        "models": [model | {"fused": {"members": 4, "vs_ours_step": 2.0}}],
+    }
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps(report))
+    params = str(ROOT / "params.yaml")
+    assert cli.main(["plan", "--params", params, "--fuse", "4", "--bench", str(bench)]) == 0
+    out = capsys.readouterr().out
+    assert "| CIFAR-10 | preact_resnet110 | 34 | 9 | 2.00x | 3.1 | 1.6 |" in out
+    assert "| CIFAR-10 | wrn16_8 | 34 | 9 | not measured | 3.8 | n/a |" in out
+    assert cli.main(["plan", "--params", params, "--fuse", "2", "--bench", str(bench)]) == 0
+    assert "| 17 | measured with G = 4 |" in capsys.readouterr().out
+    report["device"]["type"] = "cpu"
+    bench.write_text(json.dumps(report))
+    assert cli.main(["plan", "--params", params, "--fuse", "4", "--bench", str(bench)]) == 0
+    assert "| 9 | measured on cpu |" in capsys.readouterr().out
+    bench.write_text("{not json")
+    assert cli.main(["plan", "--params", params, "--fuse", "4", "--bench", str(bench)]) == 2
+    assert "--bench" in capsys.readouterr().err
+    assert cli.main(["plan", "--params", params, "--bench", str(bench)]) == 2
+    assert "add --fuse G" in capsys.readouterr().err

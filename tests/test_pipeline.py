@@ -1,4 +1,6 @@
-"""The smoke pipeline through real `dvc repro` in a scratch git + DVC workspace."""
+"""The smoke pipeline as `make smoke` runs it (`kdecay smoke --fuse 4`: the training stages
+through `kdecay sweep --fuse 4` on Ray, each run recorded in dvc.lock, then real `dvc repro`)
+in a scratch git + DVC workspace; a later `dvc repro` trains a changed run alone."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def ran_stages(log: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def smoke_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return run_smoke(tmp_path_factory.mktemp("smoke") / "ws")
+    return run_smoke(tmp_path_factory.mktemp("smoke") / "ws", fuse=4)
 
 
 def test_tables_have_every_appendix_row(smoke_ws: Path):

@@ -132,6 +132,29 @@ WRN_STAGES = {  # stage -> (its run folder, the `kdecay train` flags of that run
 }
 
 
+def test_a_fused_group_is_one_slurm_job(base: Path, slurm_conf: str) -> None:
+    """``--fuse 2``: the row's two runs are one job (``kdecay train-group``); both are
+    recorded with that job's id, each with its own outputs, and dvc status is clean."""
+    ws = _wrn_only(base, "fused", epochs=3)
+    done = kdecay(ws, slurm_conf, *SWEEP, "--fuse", "2", timeout=900)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    assert "submitted job array" in out and ": 1 jobs" in out
+    runs = events(ws)
+    assert {e["stage"] for e in runs} == set(WRN_STAGES) and all(e["ok"] for e in runs)
+    assert len({e["job_id"] for e in runs}) == 1 and out.count("(SLURM job ") == 2
+    for e in runs:
+        info = json.loads((ws / e["out"] / "run.json").read_text())
+        assert sorted(info["fused_with"]) == sorted(WRN_STAGES)
+        metrics = json.loads((ws / e["out"] / "metrics.json").read_text())
+        assert metrics["status"] == "completed" and metrics["epochs_completed"] == 3
+    status = subprocess.run(
+        [sys.executable, "-m", "dvc", "status"], cwd=ws, env=tool_env(), capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert "Data and pipelines are up to date" in status.stdout
+
+
 def _start_sweep(ws: Path, conf: str, *extra: str) -> subprocess.Popen[str]:
     """``kdecay sweep`` on SLURM in the background, its output in ``ws/sweep.out``."""
     out = (ws / "sweep.out").open("w")

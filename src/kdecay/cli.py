@@ -100,7 +100,7 @@ def _cmd_check(a: argparse.Namespace) -> None:
 def _cmd_plan(a: argparse.Namespace) -> None:
     from kdecay.sweep.plan import print_plan
 
-    print_plan(a.params)
+    print_plan(a.params, fuse=a.fuse, bench=a.bench)
 
 
 def _cmd_clean(a: argparse.Namespace) -> None:
@@ -130,7 +130,9 @@ def _cmd_figures(a: argparse.Namespace) -> None:
 def _cmd_smoke(a: argparse.Namespace) -> None:
     from kdecay.sweep.smoke import run_smoke
 
-    run_smoke(a.workdir, params_file=a.params, reset=a.reset)
+    if a.fuse < 1:
+        raise ConfigError(f"--fuse {a.fuse}: give G >= 1 (1: every run alone, by dvc repro)")
+    run_smoke(a.workdir, params_file=a.params, reset=a.reset, fuse=a.fuse)
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -296,12 +298,32 @@ def _add_tools(sub: Any) -> None:
     p.set_defaults(func=_cmd_clean)
     p = sub.add_parser("plan", help="runs, epochs, optimizer steps and GPU-hours of params")
     _params_arg(p)
+    p.add_argument(
+        "--fuse",
+        type=int,
+        metavar="G",
+        help="also the tasks and GPU-hours of `kdecay sweep --fuse G`",
+    )
+    p.add_argument(
+        "--bench",
+        type=Path,
+        help="the measured fused speed-ups: a bench.json of `kdecay bench --fuse G` on the "
+        "GPU, or kdecay proof's proof.json",
+    )
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("smoke", help="the whole pipeline on synthetic data, tiny models")
     p.add_argument("--workdir", type=Path, default=Path("smoke"), help="default: smoke")
     p.add_argument("--params", type=Path, default=None, help="default: params.smoke.yaml")
     p.add_argument("--reset", action="store_true", help="overwrite <workdir>/params.yaml")
+    p.add_argument(
+        "--fuse",
+        type=int,
+        default=1,
+        metavar="G",
+        help="train through `kdecay sweep --fuse G` (Ray on this machine's CPUs) before dvc "
+        "repro; default 1: dvc repro trains every run alone (make smoke uses 4)",
+    )
     p.set_defaults(func=_cmd_smoke)
 
 

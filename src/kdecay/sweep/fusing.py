@@ -10,6 +10,7 @@ different schedule or seed), run by one ``kdecay train-group`` command
 from __future__ import annotations
 
 import hashlib
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +55,8 @@ class Unit:
         """The stage's ``dvc.yaml`` command, or ``kdecay train-group`` of the members."""
         if not self.fused:
             return self.stages[0].cmd
-        members = " ".join(f"--stage {s.name}" for s in self.stages)
-        return f"kdecay train-group --params {params_file} {members}"
+        members = [arg for s in self.stages for arg in ("--stage", s.name)]
+        return shlex.join(["kdecay", "train-group", "--params", str(params_file), *members])
 
 
 def units(stages: list[TrainStage], fuse: int) -> list[Unit]:

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from kdecay.checks import ConfigError
 from kdecay.config import ClaimsSection, Config, load_config
 from kdecay.data.datasets import DATASETS
+from kdecay.sweep.plan_fused import fmt_hours
 
 __all__ = ["plan", "render_plan"]
 
@@ -54,16 +56,14 @@ def render_plan(table: pd.DataFrame) -> str:
     lines = [head, "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
     for _, r in table.iterrows():
         rate = "n/a" if math.isnan(r["seconds_per_epoch"]) else f"{r['seconds_per_epoch']:g}"
-        hours = "n/a" if math.isnan(r["gpu_hours"]) else f"{r['gpu_hours']:.1f}"
         lines.append(
             f"| {DATASETS[r['dataset']].title} | {r['row']} | {r['runs']} | {r['epochs_per_run']} "
-            f"| {r['epochs']:,} | {r['batch_size']} | {r['steps']:,} | {rate} | {hours} |"
+            f"| {r['epochs']:,} | {r['batch_size']} | {r['steps']:,} | {rate} "
+            f"| {fmt_hours(r['gpu_hours'])} |"
         )
-    hours = table["gpu_hours"]
-    total_h = "n/a" if hours.isna().any() else f"{hours.sum():.1f}"
     lines.append(
         f"| **total** | | **{table['runs'].sum()}** | | **{table['epochs'].sum():,}** | "
-        f"| **{table['steps'].sum():,}** | | **{total_h}** |"
+        f"| **{table['steps'].sum():,}** | | **{fmt_hours(table['gpu_hours'])}** |"
     )
     return "\n".join(lines) + "\n"
 
@@ -139,10 +139,20 @@ def render_power(table: pd.DataFrame, power_target: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def print_plan(params_file: Path, appendix: Path = Path("paper/appendix_tables.csv")) -> None:
-    """``kdecay plan``: print the runs and GPU-hours of ``params_file``, and its power plan."""
+def print_plan(
+    params_file: Path,
+    appendix: Path = Path("paper/appendix_tables.csv"),
+    fuse: int | None = None,
+    bench: Path | None = None,
+) -> None:
+    """``kdecay plan``: print the runs and GPU-hours of ``params_file``, with ``fuse`` the
+    same with fused groups (speed-ups from the ``bench`` report), and its power plan."""
     from kdecay.report.tables import load_appendix
 
+    if bench is not None and fuse is None:
+        raise ConfigError("--bench gives fused speed-ups: add --fuse G (the G it measured)")
+    if fuse is not None and fuse < 2:
+        raise ConfigError(f"--fuse {fuse}: give G >= 2 runs per fused group")
     config = load_config(params_file)
     table = plan(config)
     print(render_plan(table), end="")
@@ -154,4 +164,10 @@ def print_plan(params_file: Path, appendix: Path = Path("paper/appendix_tables.c
         f"{hours[1]:.1f} GPU-h; the claim runs' extra seeds add {runs[0] - runs[1]} runs, "
         f"{hours[0] - hours[1]:.1f} GPU-h.\n"
     )
+    if fuse is not None:
+        from kdecay.sweep.plan_fused import fused_plan, read_speedups, render_fused_plan
+
+        speedups, device = read_speedups(bench) if bench else ({}, None)
+        source = str(bench) if bench else "no report: give --bench bench.json"
+        print(render_fused_plan(fused_plan(config, fuse, speedups, device), fuse, source))
     print(render_power(power_plan(config, load_appendix(appendix)), config.stats.power), end="")

@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from kdecay.fileio import exclusive_lock, write_history
 from kdecay.models import build_from_spec, forward_macs
 from kdecay.train.checkpoint import checkpoint_path, good_checkpoints
 from kdecay.train.fused import FusedLoader, FusedStep
-from kdecay.train.group_epoch import GroupEpoch
+from kdecay.train.group_epoch import GroupEpoch, Member, MemberRun
 from kdecay.train.outputs import Progress, final_metrics, write_outputs
 from kdecay.train.provenance import fmt_seconds, provenance
 from kdecay.train.run import (
@@ -58,36 +57,6 @@ from kdecay.train.trainer import Trainer
 __all__ = ["Member", "MemberRun", "check_fusable", "has_dropout", "member_runs", "train_group"]
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class MemberRun:
-    """One run of a fused group: what it trains, where its outputs go, its DVC stage name."""
-
-    spec: RunSpec
-    out_dir: Path
-    stage: str
-
-
-@dataclass
-class Member:
-    """A member while the group trains: its run, trainer (the source of its state between
-    fused passes) and progress."""
-
-    run: MemberRun
-    trainer: Trainer
-    progress: Progress
-    macs: int
-
-    @property
-    def spec(self) -> RunSpec:
-        """The member's run."""
-        return self.run.spec
-
-    @property
-    def to_train(self) -> bool:
-        """Epochs left and not diverged."""
-        return self.progress.status == "completed" and self.progress.epoch < self.spec.epochs
 
 
 def member_runs(params_file: Path, stages: Sequence[str]) -> list[MemberRun]:

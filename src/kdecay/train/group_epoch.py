@@ -1,4 +1,5 @@
-"""One epoch of a fused group: every member's training pass, losses and evaluation at once.
+"""One epoch of a fused group: every member's training pass, losses and evaluation at once;
+and the member types of :mod:`kdecay.train.group` (a run of the group, a member in training).
 
 Per iteration, each member's LR is its own schedule's value at that iteration, copied into
 the fused step's ``[G]`` LR tensor from a per-epoch table on the device. The
@@ -12,18 +13,49 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from kdecay.config import RunSpec
 from kdecay.train.fused import FusedLoader, FusedStep
-from kdecay.train.outputs import evaluates
+from kdecay.train.outputs import Progress, evaluates
+from kdecay.train.trainer import Trainer
 
-if TYPE_CHECKING:
-    from kdecay.train.group import Member
+__all__ = ["GroupEpoch", "Member", "MemberRun"]
 
-__all__ = ["GroupEpoch"]
+
+@dataclass(frozen=True)
+class MemberRun:
+    """One run of a fused group: what it trains, where its outputs go, its DVC stage name."""
+
+    spec: RunSpec
+    out_dir: Path
+    stage: str
+
+
+@dataclass
+class Member:
+    """A member while the group trains: its run, trainer (the source of its state between
+    fused passes) and progress."""
+
+    run: MemberRun
+    trainer: Trainer
+    progress: Progress
+    macs: int
+
+    @property
+    def spec(self) -> RunSpec:
+        """The member's run."""
+        return self.run.spec
+
+    @property
+    def to_train(self) -> bool:
+        """Epochs left and not diverged."""
+        return self.progress.status == "completed" and self.progress.epoch < self.spec.epochs
 
 
 class GroupEpoch:
