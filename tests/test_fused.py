@@ -50,11 +50,7 @@ def _members(family: str) -> list[Trainer]:
 
 def _fused(trainers: list[Trainer]) -> FusedStep:
     spec = trainers[0].spec
-    hyper = {
-        "momentum": spec.momentum,
-        "nesterov": spec.nesterov,
-        "weight_decay": spec.weight_decay,
-    }
+    hyper = spec.sgd_hyper()
     models = []
     for t in trainers:  # the members' own initial weights, in plain models of their own
         model = build_from_spec(spec.model, spec.num_classes)

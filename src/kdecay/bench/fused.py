@@ -38,11 +38,7 @@ def _fused_group(spec: RunSpec, runtime: Runtime, members: int, n_train: int) ->
     runs = [
         ours_trainer(dataclasses.replace(spec, seed=g), runtime, n_train) for g in range(members)
     ]
-    hyper = {
-        "momentum": spec.momentum,
-        "nesterov": spec.nesterov,
-        "weight_decay": spec.weight_decay,
-    }
+    hyper = spec.sgd_hyper()
     step = FusedStep([run.model for run in runs], runtime, [spec.lr] * members, hyper)
     return step, FusedLoader([run.train_loader for run in runs])
 

@@ -133,6 +133,15 @@ class RunSpec:
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def sgd_hyper(self) -> dict[str, Any]:
+        """The SGD arguments besides the LR (the row's ``optimizer``): momentum, nesterov,
+        weight_decay."""
+        return {
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+        }
+
     def fuse_key(self) -> str:
         """What runs trained as one fused network (:mod:`kdecay.train.group`) must share:
         every field but the schedule, method, k and seed (dataset, model, batch size, epochs,

@@ -153,10 +153,9 @@ def _stack(members: list[Member]) -> tuple[FusedStep, FusedLoader]:
     """The fused step and loader of ``members`` from their trainers' current state
     (weights, batch norm statistics, momentum, loader position)."""
     spec = members[0].spec
-    hyper = {"momentum": spec.momentum, "nesterov": spec.nesterov}
-    hyper["weight_decay"] = spec.weight_decay
     lrs = [float(m.trainer.optimizer.param_groups[0]["lr"]) for m in members]
-    step = FusedStep([m.trainer.model for m in members], members[0].trainer.runtime, lrs, hyper)
+    models = [m.trainer.model for m in members]
+    step = FusedStep(models, members[0].trainer.runtime, lrs, spec.sgd_hyper())
     for g, m in enumerate(members):
         for buf, p in zip(step.momentum, m.trainer.model.parameters(), strict=True):
             saved = m.trainer.optimizer.state.get(p, {}).get("momentum_buffer")

@@ -62,11 +62,7 @@ class Trainer:
             self.model,
             runtime,
             spec.lr,
-            {
-                "momentum": spec.momentum,
-                "nesterov": spec.nesterov,
-                "weight_decay": spec.weight_decay,
-            },
+            spec.sgd_hyper(),
             full_batch=spec.batch_size,
             eval_batch=spec.train.eval_batch_size,
         )
