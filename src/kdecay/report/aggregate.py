@@ -140,7 +140,7 @@ def aggregate(
     summary = pd.concat([runs, cell_lines], ignore_index=True, sort=False)
     for col in INT_COLUMNS:
         summary[col] = pd.to_numeric(summary[col]).round().astype("Int64")
-    atomic_write_bytes(out, summary.to_csv(index=False, float_format="%.4f").encode())
+    atomic_write_bytes(out, summary.to_csv(index=False).encode())  # floats round-trip exact
     if plots_dir is not None:
         from kdecay.report.plotdata import write_plot_data
 

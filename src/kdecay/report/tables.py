@@ -19,10 +19,10 @@ from kdecay.config import Config, load_config
 from kdecay.data.datasets import DATASETS
 from kdecay.fileio import atomic_write_many
 from kdecay.report.claims import LineCells, line_cells, test_family
-from kdecay.report.power import best_of_k_optimism
 from kdecay.report.render import to_latex, to_markdown
 from kdecay.report.summary import read_csv, read_summary
-from kdecay.report.verdict import verdict
+from kdecay.report.verdict import claim_text, component_text
+from kdecay.stats.power import best_of_k_optimism
 
 DATASET_TITLES = {name: info.title for name, info in DATASETS.items()}
 PARAMS_TOLERANCE = 0.05  # relative difference above which the printed parameter count is flagged
@@ -60,12 +60,6 @@ def seed_counts(cell: dict[str, Any] | None) -> dict[str, int]:
     if cell is None:
         return {"diverged": 0, "corrupt": 0, "missing": 0}
     return {k: int(cell.get(f"n_{k}", 0) or 0) for k in ("diverged", "corrupt", "missing")}
-
-
-def seeds_note(*cells: dict[str, Any] | None) -> str:
-    """``2 diverged, 1 missing`` over the cells of a comparison (empty when none)."""
-    total = {k: sum(seed_counts(c)[k] for c in cells) for k in ("diverged", "corrupt", "missing")}
-    return ", ".join(f"{v} {k} seed{'s' if v > 1 else ''}" for k, v in total.items() if v)
 
 
 def _mean(cell: dict[str, Any] | None) -> float:
@@ -109,12 +103,18 @@ def _at_paper_k_text(line: LineCells) -> str:
 
 def _best_k(line: LineCells, config: Config) -> tuple[float | None, str]:
     """Our lowest mean error over the swept k, labelled as chosen on the test set, with its
-    expected optimism when k has no effect (:func:`kdecay.report.power.best_of_k_optimism`)."""
+    cell's n, a mark when it beat cells of more seeds (a mean of fewer seeds is more likely
+    to be lowest by chance), and its expected optimism when k has no effect
+    (:func:`kdecay.stats.power.best_of_k_optimism`)."""
     done = {k: c for k, c in line.k_cells.items() if c is not None and int(c["n"]) > 0}
     if not done:
         return None, "no completed run"
     best = min(done, key=lambda k: done[k]["mean_error"])
-    text = f"k={best:g}: {done[best]['mean_error']:.2f} (chosen on the test set"
+    n_best = int(done[best]["n"])
+    text = f"k={best:g}: {done[best]['mean_error']:.2f} (n={n_best}; chosen on the test set"
+    beaten = sorted(k for k, c in done.items() if int(c["n"]) > n_best)
+    if beaten:
+        text += f"; fewer seeds than the k it beat ({', '.join(f'{k:g}' for k in beaten)})"
     sigma = config.stats.seed_std.get(line.dataset)
     if sigma is not None and len(done) > 1:
         n = min(int(c["n"]) for c in done.values())
@@ -122,22 +122,22 @@ def _best_k(line: LineCells, config: Config) -> tuple[float | None, str]:
     return best, text + ")"
 
 
-def _verdict_text(line: LineCells, which: str, config: Config) -> str:
-    if line.printed and line.at_paper is None:
-        return f"n/a (paper's k={line.paper_k:g} not run: add it to kdecay.ks or claims.cells)"
-    if which == "control" and line.sgdr:
+def _component(line: LineCells, which: str) -> str:
+    """One comparison of the claim in words (:func:`kdecay.report.verdict.component_text`)."""
+    if which == "k1" and line.sgdr:
         return "same (the SGDR row's original recipe is its k = 1 run)"
-    return verdict(
-        line.paper_gain,
-        line.tests[which],
-        line.p_adjusted.get(which, math.nan),
-        config.stats.alpha,
-        no_number_reason(line.baseline(which), line.at_paper),
-        seeds_note(line.baseline(which), line.at_paper),
-    )
+    if not line.printed:
+        return "n/a (paper's k-decay result not in the text)"
+    if line.at_paper is None:
+        return f"n/a (paper's k={line.paper_k:g} not run)"
+    base = line.original if which == "original" else line.control
+    comp = line.components.get(which)
+    if comp is None:
+        return f"n/a ({no_number_reason(base, line.at_paper)})"
+    return component_text(comp, line.paper_gain)
 
 
-def _table_line(line: LineCells, a: pd.Series, config: Config) -> dict[str, Any]:
+def _table_line(line: LineCells, a: pd.Series, config: Config, m: int) -> dict[str, Any]:
     """One line of the regenerated table: display strings plus numeric companions."""
     best_k, best_text = _best_k(line, config)
     measured = _measured_params(
@@ -150,7 +150,7 @@ def _table_line(line: LineCells, a: pd.Series, config: Config) -> dict[str, Any]
     paper_orig_txt = f"{a['original_err']:.2f}"
     if a["original_source"] != "appendix":
         paper_orig_txt += f" [{a['original_source']}]"
-    vs_orig, vs_k1 = line.tests["original"], line.tests["control"]
+    vs_orig, vs_k1 = line.components.get("original"), line.components.get("k1")
     return {
         "model": a["model"],
         "config": str(a["config"]),
@@ -161,8 +161,9 @@ def _table_line(line: LineCells, a: pd.Series, config: Config) -> dict[str, Any]
         "ours_at_paper_k": _at_paper_k_text(line),
         "ours_k1": format_cell(line.control),
         "ours_best": best_text,
-        "reproduced": _verdict_text(line, "original", config),
-        "effect_of_k": _verdict_text(line, "control", config),
+        "vs_original": _component(line, "original"),
+        "vs_k1": _component(line, "k1"),
+        "verdict": claim_text(line, config.stats.alpha, m),
         # numeric companions for the CSV
         "row": line.row,
         "params_measured": measured,
@@ -183,26 +184,26 @@ def _table_line(line: LineCells, a: pd.Series, config: Config) -> dict[str, Any]
             for name, test in (("vs_original", vs_orig), ("vs_k1", vs_k1))
             for field in ("gain", "se", "p")
         },
-        "vs_original_p_holm": line.p_adjusted.get("original", math.nan),
-        "vs_k1_p_holm": line.p_adjusted.get("control", math.nan),
+        "claim_p_iut": line.test.p if line.test is not None else math.nan,
+        "claim_p_holm": line.p_holm,
     }
 
 
 def build_tables(
-    appendix: pd.DataFrame, cells: pd.DataFrame, config: Config
+    appendix: pd.DataFrame, runs: pd.DataFrame, cells: pd.DataFrame, config: Config
 ) -> dict[str, pd.DataFrame]:
     """The regenerated table of every dataset, its claims tested as one family."""
     pairs = [
-        (line_cells(a, dataset, cells, config), a)
+        (line_cells(a, dataset, cells, runs, config), a)
         for dataset in config.datasets
         for _, a in appendix[
             (appendix["dataset"] == dataset) & appendix["row"].isin(list(config.rows))
         ].iterrows()
     ]
-    test_family([line for line, _ in pairs])
+    m = test_family([line for line, _ in pairs])
     return {
         dataset: pd.DataFrame(
-            [_table_line(line, a, config) for line, a in pairs if line.dataset == dataset]
+            [_table_line(line, a, config, m) for line, a in pairs if line.dataset == dataset]
         )
         for dataset in config.datasets
     }
@@ -232,12 +233,12 @@ def write_tables(
 ) -> list[Path]:
     """Write ``<dataset>.{md,tex,csv}`` per dataset and ``tables.md`` with all of them."""
     config = load_config(params_file)
-    _, cells = read_summary(summary, config)
+    runs, cells = read_summary(summary, config)
     appendix = load_appendix(appendix_path)
     prefix = "SYNTHETIC DATA (smoke run, not CIFAR): " if config.synthetic else ""
     files: dict[Path, bytes] = {}
     combined = []
-    tables = build_tables(appendix, cells, config)
+    tables = build_tables(appendix, runs, cells, config)
     for dataset in config.datasets:
         table = tables[dataset]
         title = (
@@ -249,7 +250,7 @@ def write_tables(
         combined.append(md)
         for suffix, text in (
             ("md", md),
-            ("tex", to_latex(table, title, notes)),
+            ("tex", to_latex(table, title, notes, config.stats.alpha)),
             ("csv", table.to_csv(index=False, float_format="%.4f")),
         ):
             files[out / f"{dataset}.{suffix}"] = text.encode()

@@ -9,6 +9,7 @@ README's sweep arithmetic is this command's output.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -72,8 +73,8 @@ def power_plan(config: Config, appendix: pd.DataFrame) -> pd.DataFrame:
     """Per printed k-decay result of the appendix (the tested family): the seeds per arm, the
     smallest gain detectable with ``stats.power`` at the Holm-corrected level ``alpha / m``
     given ``stats.seed_std``, the paper's claimed gain and the seeds it needs
-    (:mod:`kdecay.report.power`)."""
-    from kdecay.report.power import detectable_gain, seeds_needed
+    (:mod:`kdecay.stats.power`: the exact power of the one-sided Welch test)."""
+    from kdecay.stats.power import detectable_gain, seeds_for_power
 
     app = appendix[appendix["dataset"].isin(config.datasets) & appendix["row"].isin(config.rows)]
     printed = app.dropna(subset=["kdecay_err", "k"])
@@ -99,7 +100,7 @@ def power_plan(config: Config, appendix: pd.DataFrame) -> pd.DataFrame:
                 "seed_std": sigma,
                 "detectable_gain": detectable,
                 "paper_gain": gain,
-                "seeds_needed": seeds_needed(gain, sigma, level, target) if known else None,
+                "seeds_needed": seeds_for_power(gain, sigma, level, target) if known else None,
                 "level": level,
             }
         )
@@ -134,9 +135,31 @@ def render_power(table: pd.DataFrame, power_target: float) -> str:
     )
     lines.append(
         f"\nOne-sided Welch at the Holm-corrected level {level:.4f} (alpha / {len(table)} tested "
-        f"cells), power {pct}, simulated; seed std from stats.seed_std. {verdict}"
+        f"cells), power {pct}, exact (quadrature); seed std from stats.seed_std. {verdict}"
     )
     return "\n".join(lines) + "\n"
+
+
+def _design_seeds(config: Config, appendix: pd.DataFrame) -> int:
+    """The seeds per arm of the configured plan: the fewest any claim's arm gets."""
+    table = power_plan(config, appendix)
+    return int(table["seeds"].min()) if len(table) else 0
+
+
+def plan_json(config: Config, appendix: pd.DataFrame) -> dict:
+    """``kdecay plan --json``: the run table's totals and the simulated scenarios."""
+    from kdecay.sweep.plan_scenarios import plan_scenarios
+
+    table = plan(config)
+    hours = float(table["gpu_hours"].sum())
+    return {
+        "runs": int(table["runs"].sum()),
+        "epochs": int(table["epochs"].sum()),
+        "optimizer_steps": int(table["steps"].sum()),
+        "gpu_hours": hours,
+        "rows": table.to_dict("records"),
+        **plan_scenarios(config, appendix, hours, _design_seeds(config, appendix)),
+    }
 
 
 def print_plan(
@@ -144,16 +167,26 @@ def print_plan(
     appendix: Path = Path("paper/appendix_tables.csv"),
     fuse: int | None = None,
     bench: Path | None = None,
+    as_json: bool = False,
 ) -> None:
     """``kdecay plan``: print the runs and GPU-hours of ``params_file``, with ``fuse`` the
-    same with fused groups (speed-ups from the ``bench`` report), and its power plan."""
+    same with fused groups (speed-ups from the ``bench`` report), its power plan and the
+    simulated scenarios (:mod:`kdecay.sweep.plan_scenarios`); ``as_json``: the totals and the
+    scenarios as JSON, for scripts."""
     from kdecay.report.tables import load_appendix
+    from kdecay.sweep.plan_scenarios import plan_scenarios, render_scenarios
 
     if bench is not None and fuse is None:
         raise ConfigError("--bench gives fused speed-ups: add --fuse G (the G it measured)")
     if fuse is not None and fuse < 2:
         raise ConfigError(f"--fuse {fuse}: give G >= 2 runs per fused group")
     config = load_config(params_file)
+    from kdecay.sweep.plan_fused import read_speedups
+
+    speedups, device = read_speedups(bench) if bench else ({}, None)  # bad report: before all
+    if as_json:
+        print(json.dumps(plan_json(config, load_appendix(appendix)), indent=1, default=str))
+        return
     table = plan(config)
     print(render_plan(table), end="")
     sweep_only = plan(dataclasses.replace(config, claims=ClaimsSection()))
@@ -165,9 +198,11 @@ def print_plan(
         f"{hours[0] - hours[1]:.1f} GPU-h.\n"
     )
     if fuse is not None:
-        from kdecay.sweep.plan_fused import fused_plan, read_speedups, render_fused_plan
+        from kdecay.sweep.plan_fused import fused_plan, render_fused_plan
 
-        speedups, device = read_speedups(bench) if bench else ({}, None)
         source = str(bench) if bench else "no report: give --bench bench.json"
         print(render_fused_plan(fused_plan(config, fuse, speedups, device), fuse, source))
-    print(render_power(power_plan(config, load_appendix(appendix)), config.stats.power), end="")
+    app = load_appendix(appendix)
+    print(render_power(power_plan(config, app), config.stats.power))
+    scenarios = plan_scenarios(config, app, float(hours[0]), _design_seeds(config, app))
+    print(render_scenarios(scenarios), end="")
