@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +279,41 @@ def test_a_config_is_frozen_and_reads_defaults() -> None:
         config.seeds = (1,)  # type: ignore[misc]
     assert read_yaml_mapping(PARAMS)["kdecay"]["ks"] == list(config.kdecay.ks)
     assert config.train.save_weights is True  # what dvc.yaml's model.pt outputs need
+
+
+def test_binary_and_duplicate_keys_are_one_line_errors(tmp_path: Path) -> None:
+    """A binary file and a key written twice (which YAML would take silently, last wins) are
+    refused by kdecay itself, in one line naming the file (and the lines)."""
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"\x00\x01\x02binary")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "not a YAML text file" in str(err.value) and "\n" not in str(err.value)
+    path.write_text(PARAMS.read_text() + "\nseeds: [5]\n")
+    with pytest.raises(ConfigError, match=r"key 'seeds' appears twice in one mapping \(lines"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        (("seeds",), [2**64], "seeds: each seed must be an integer >= 0 and <="),
+        (("claims", "extra_seeds"), [2**63], "claims.extra_seeds: each seed"),
+        (("sweep", "cpus_per_run"), 0, "sweep.cpus_per_run"),
+        (("rows", "wrn16_8", "optimizer", "lr"), 1e30, "rows.wrn16_8.optimizer.lr"),
+        (("rows", "preact_resnet110", "original", "warmup_lr"), 1e6, "warmup_lr"),
+    ],
+    ids=["seed-past-torch", "claim-seed-past-torch", "no-cpus", "lr-1e30", "warmup-lr-1e6"],
+)
+def test_values_train_would_refuse_or_waste_are_refused_first(
+    where: tuple[str, ...], value: Any, message: str, tmp_path: Path
+) -> None:
+    """Seeds torch cannot take, Ray tasks with no CPU, and learning rates no recipe uses are
+    refused by the config `kdecay check` and `kdecay train` both read, before any work."""
+    params = _raw()
+    node = params
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(_write(tmp_path, params))

@@ -273,7 +273,8 @@ def test_corrupt_metrics_and_diverged_runs_are_named(tmp_path: Path, capsys) -> 
     appendix = Path(__file__).parents[1] / "paper" / "appendix_tables.csv"
     write_tables(tmp_path / "summary.csv", appendix, tmp_path / "tables", params)
     table = (tmp_path / "tables" / "cifar10.md").read_text()
-    assert "diverged (1/1)" in table and "n/a (runs diverged; 1 diverged seed)" in table
+    assert "diverged (1/1)" in table and "n/a (runs diverged)" in table
+    assert "original: 1 diverged seed left out (seed 0)" in table  # named in the verdict
     assert "runs missing" not in table
     write_figures(tmp_path / "summary.csv", runs, appendix, tmp_path / "figs", params)
     out = capsys.readouterr().out

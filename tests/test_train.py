@@ -252,7 +252,7 @@ def test_changed_config_never_resumes(workspace: Path, capsys):
 
 def test_absurd_lr_diverges_with_exit_0(workspace: Path, capsys):
     params = read_yaml_mapping(workspace / "params.yaml")
-    params["rows"]["tiny"]["optimizer"]["lr"] = 1.0e8
+    params["rows"]["tiny"]["optimizer"]["lr"] = 1.0e4  # the largest config accepts
     pfile = write_params(workspace / "params_div.yaml", params)
     out = workspace / "runs" / "diverged"
     rc = cli_main(
@@ -385,17 +385,17 @@ def test_original_and_k_together_is_a_usage_error(workspace: Path, tmp_path: Pat
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the guard is for machines without a GPU")
-def test_full_size_run_without_gpu_stops_with_estimate(workspace: Path, tmp_path: Path):
+def test_full_size_run_without_gpu_stops_before_reading_data(tmp_path: Path):
+    """The refusal comes first: a CPU user is not sent to download CIFAR only to learn that
+    the run needs a GPU (no prepared data exists here at all)."""
     params = read_yaml_mapping(ROOT / "params.yaml")
-    params["data"]["prepared_dir"] = str(workspace / "prepared")
-    params["data"]["cifar10"]["md5"] = read_yaml_mapping(workspace / "params.yaml")["data"][
-        "cifar10"
-    ]["md5"]
+    params["data"]["prepared_dir"] = str(tmp_path / "no-data-here")
     spec = Config.from_mapping(params).run_spec("cifar10", "wrn16_8", "original", None, 0)
     with pytest.raises(ConfigError) as err:
         train_run(spec, tmp_path / "run")
     text = str(err.value)
     assert "hours" in text and "make smoke" in text and "train.device: cpu" in text
+    assert "prepared" not in text and "download" not in text
     assert not (tmp_path / "run").exists()
 
 

@@ -84,6 +84,11 @@ def check_number(
     return float(value)
 
 
+MAX_SEED = 2**63 - 1
+"""The largest seed every generator a run seeds accepts (``torch.manual_seed`` takes at most
+2**64 - 1, a signed 64-bit one 2**63 - 1)."""
+
+
 def check_int(
     value: Any,
     name: str,

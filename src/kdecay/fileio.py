@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from kdecay.checks import LockedError
+from kdecay.checks import ConfigError, LockedError
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -134,3 +134,17 @@ def load_error_reason(exc: BaseException) -> str:
     if "weights_only" in text or "Weights only" in text:
         return "it holds data a weights-only load refuses (damaged or not written by kdecay)"
     return (text.splitlines() or [type(exc).__name__])[0][:200]
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Fail before any work (a run's first epoch, a proof's first step), not after hours of
+    it, if ``folder`` cannot be made or written: one line naming it and ``what`` it is for."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".kdecay-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write to {folder} ({err.strerror or err}): the {what} needs a writable folder"
+        ) from err

@@ -35,6 +35,7 @@ from typing import Any
 from kdecay.bench.proof_checks import StepSkippedError
 from kdecay.bench.report import fused_lines
 from kdecay.checks import ConfigError, check_number
+from kdecay.fileio import check_writable
 
 __all__ = ["STEPS", "run_proof"]
 
@@ -143,6 +144,7 @@ def run_proof(
     budget = check_number(
         budget_seconds, "--budget-seconds", low=0, low_open=True, error=ConfigError
     )
+    check_writable(Path(out_dir), "proof's report folder (kdecay proof --out)")
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             "kdecay proof --device cuda: no CUDA device is visible here; --device cpu runs "

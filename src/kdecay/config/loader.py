@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kdecay.checks import ConfigError, check_choice, check_int, check_number
+from kdecay.checks import MAX_SEED, ConfigError, check_choice, check_int, check_number
 from kdecay.config.reader import Section
 from kdecay.config.recipes import RowRecipe
 from kdecay.config.runs import METHODS, Run, RunSpec
@@ -48,7 +48,7 @@ def _datasets(s: Section) -> tuple[str, ...]:
 
 def _seeds(s: Section) -> tuple[int, ...]:
     return tuple(
-        check_int(v, "seeds: each seed", low=0, error=ConfigError)
+        check_int(v, "seeds: each seed", low=0, high=MAX_SEED, error=ConfigError)
         for v in s.unique_list("seeds", "integer seeds >= 0")
     )
 
@@ -166,7 +166,7 @@ class Config:
             row=row,
             method=method,
             k=float(k) if k is not None else None,
-            seed=check_int(seed, "seed", low=0, error=ConfigError),
+            seed=check_int(seed, "seed", low=0, high=MAX_SEED, error=ConfigError),
             model=recipe.model,
             num_classes=DATASETS[dataset].num_classes,
             epochs=recipe.epochs,

@@ -15,6 +15,11 @@ from kdecay.data.datasets import PADDING_MODES
 __all__ = ["Optimizer", "RowRecipe"]
 
 ROW_KEYS = ("model", "epochs", "batch_size", "optimizer", "padding", "original")
+MAX_LR = 1.0e4
+"""The largest learning rate accepted: no SGD recipe of CIFAR uses one above 1 (the rows use
+0.05-0.1); 1e30 or 1e6 is a typo (a run at such a rate either diverges or ends "completed" at
+chance error). Up to 1e4 stays possible, e.g. to provoke a divergence on purpose (the
+divergence test does)."""
 STEP_KEYS = ("schedule", "milestones", "gamma", "warmup_iters", "warmup_lr")
 SGDR_KEYS = ("schedule", "t0", "t_mult", "lr_max", "lr_min")
 
@@ -31,7 +36,7 @@ class Optimizer:
     @classmethod
     def read(cls, s: Section) -> Optimizer:
         out = cls(
-            lr=s.number("lr", low=0, low_open=True),
+            lr=s.number("lr", low=0, low_open=True, high=MAX_LR),
             momentum=s.number("momentum", low=0, high=1),
             nesterov=s.flag("nesterov"),
             weight_decay=s.number("weight_decay", low=0),
@@ -59,12 +64,12 @@ def _step_schedule(s: Section, epochs: int, lr: float) -> dict[str, Any]:
         "milestones": ms,
         "gamma": s.number("gamma", low=0, low_open=True, high=1),
         "warmup_iters": s.int("warmup_iters", 0, low=0),
-        "warmup_lr": s.number("warmup_lr", lr, low=0, low_open=True),
+        "warmup_lr": s.number("warmup_lr", lr, low=0, low_open=True, high=MAX_LR),
     }
 
 
 def _sgdr_schedule(s: Section, epochs: int) -> dict[str, Any]:
-    lr_max = s.number("lr_max", low=0, low_open=True)
+    lr_max = s.number("lr_max", low=0, low_open=True, high=MAX_LR)
     t0 = s.number("t0", low=0, low_open=True)
     if t0 > epochs:
         raise ConfigError(f"{s.key('t0')} ({t0:g} epochs) is longer than the run ({epochs} epochs)")

@@ -166,7 +166,7 @@ class SweepSection:
         rates = Section(s.get("seconds_per_epoch", {}), "sweep.seconds_per_epoch", rows)
         return cls(
             gpu_fraction={r: fractions.number(r, 1, low=0, low_open=True, high=1) for r in rows},
-            cpus_per_run=s.number("cpus_per_run", 1, low=0),
+            cpus_per_run=s.number("cpus_per_run", 1, low=1),  # Ray: >= 1 CPU a task
             seconds_per_epoch={
                 r: rates.number(r, low=0, low_open=True) for r in rows if rates.has(r)
             },
@@ -210,14 +210,14 @@ class ClaimsSection:
 
     @classmethod
     def read(cls, raw: Any, rows: tuple[str, ...], datasets: tuple[str, ...]) -> ClaimsSection:
-        from kdecay.checks import check_int
+        from kdecay.checks import MAX_SEED, check_int
 
         s = Section(raw, "claims", ("extra_seeds", "cells"))
         seeds = s.get("extra_seeds", [])
         if seeds:
             seeds = s.unique_list("extra_seeds", "integer seeds >= 0")
-        extra = tuple(check_int(v, "claims.extra_seeds: each seed", low=0, error=ConfigError)
-                      for v in seeds)  # fmt: skip
+        name = "claims.extra_seeds: each seed"
+        extra = tuple(check_int(v, name, low=0, high=MAX_SEED, error=ConfigError) for v in seeds)
         cells = s.get("cells", [])
         if not isinstance(cells, list):
             raise ConfigError(

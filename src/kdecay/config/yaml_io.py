@@ -39,6 +39,7 @@ def _expanded_nodes(root: yaml.Node, path: Path) -> int:
         if isinstance(node, yaml.SequenceNode):
             total = 1 + sum(size(child) for child in node.value)
         elif isinstance(node, yaml.MappingNode):
+            _refuse_duplicate_keys(node, path)
             total = 1 + sum(size(k) + size(v) for k, v in node.value)
         else:
             total = 1
@@ -54,9 +55,29 @@ def _expanded_nodes(root: yaml.Node, path: Path) -> int:
     return size(root)
 
 
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
+
+
+def _refuse_duplicate_keys(node: yaml.MappingNode, path: Path) -> None:
+    """A key written twice in one mapping: YAML loaders keep the last one silently (and DVC
+    refuses the file later), so a typo'd second ``seeds:`` would change the runs unseen."""
+    seen: dict[str, int] = {}
+    for key, _ in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+            line = key.start_mark.line + 1
+            if key.value in seen:
+                raise ConfigError(
+                    f"params file {path}: key {key.value!r} appears twice in one mapping "
+                    f"(lines {seen[key.value]} and {line}); keep one"
+                )
+            seen[key.value] = line
+
+
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
     """The mapping in the YAML file ``path``; every failure is a :class:`ConfigError` naming
-    the file: missing, too large, not YAML, an alias bomb, or not a mapping."""
+    the file: missing, too large, binary, not YAML, a key written twice, an alias bomb, or not
+    a mapping."""
     if not path.is_file():
         raise ConfigError(f"params file {path} not found: pass --params FILE or run from the repo")
     if path.stat().st_size > MAX_BYTES:
@@ -64,7 +85,10 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
             f"params file {path} is {path.stat().st_size:,} bytes, over {MAX_BYTES:,}: "
             "not a params file"
         )
-    loader = yaml.SafeLoader(path.read_text(errors="replace"))
+    try:  # the reader refuses control characters (a binary file) as it is made
+        loader = yaml.SafeLoader(path.read_text(errors="replace"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"params file {path} is not a YAML text file: {_one_line(err)}") from err
     try:
         node = loader.get_single_node()
         if node is None:
@@ -72,7 +96,7 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         _expanded_nodes(node, path)
         params = loader.construct_document(node)
     except yaml.YAMLError as err:
-        raise ConfigError(f"params file {path} is not valid YAML: {err}") from err
+        raise ConfigError(f"params file {path} is not valid YAML: {_one_line(err)}") from err
     except RecursionError as err:
         raise ConfigError(f"params file {path} is nested too deeply to be a params file") from err
     finally:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from kdecay.checks import ConfigError
+from kdecay.checks import ConfigError, check_int, check_number
 from kdecay.config import Config
 from kdecay.data.datasets import DATASETS
 
@@ -33,6 +33,10 @@ def fmt_hours(hours: float | pd.Series) -> str:
     if isinstance(hours, pd.Series):
         return "n/a" if hours.isna().any() else f"{hours.sum():.1f}"
     return "n/a" if math.isnan(hours) else f"{hours:.1f}"
+
+
+MAX_SPEEDUP = 1000.0  # G runs fused are at most G times faster; no G near 1,000 is run
+MIN_SPEEDUP = 0.01  # a fused group 100x slower than its runs one by one is a broken report
 
 
 def read_speedups(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
@@ -47,14 +51,19 @@ def read_speedups(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
             models, device = report["models"], report["device"]["type"]
         rows = {
             row: {
-                "members": int(m["fused"]["members"]),
-                "speedup": float(m["fused"]["vs_ours_step"]),
+                "members": check_int(m["fused"]["members"], f"{path}: fused members", low=1),
+                "speedup": check_number(
+                    m["fused"]["vs_ours_step"],
+                    f"{path}: fused speed-up",
+                    low=MIN_SPEEDUP,
+                    high=MAX_SPEEDUP,
+                ),
             }
             for m in models
             if m.get("fused")
             for row in m["rows"]
         }
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
         raise ConfigError(
             f"--bench {path}: not a readable bench.json or proof.json with fused measurements "
             f"({type(err).__name__}: {err}); write one with `kdecay bench --fuse G` or "

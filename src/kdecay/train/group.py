@@ -36,7 +36,7 @@ import torch
 
 from kdecay.checks import ConfigError
 from kdecay.config import RunSpec, load_config
-from kdecay.fileio import exclusive_lock, write_history
+from kdecay.fileio import check_writable, exclusive_lock, write_history
 from kdecay.models import build_from_spec, forward_macs
 from kdecay.train.checkpoint import checkpoint_path, good_checkpoints
 from kdecay.train.fused import FusedLoader, FusedStep
@@ -46,7 +46,6 @@ from kdecay.train.provenance import fmt_seconds, provenance
 from kdecay.train.run import (
     LOCK_WAIT_S,
     check_cpu_budget,
-    check_writable,
     load_run_data,
     log_epoch,
     save_progress,

@@ -9,7 +9,6 @@ NaN/inf loss ends the run with status "diverged" (exit 0, so a sweep goes on).
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +18,9 @@ import torch
 
 from kdecay.checks import ConfigError
 from kdecay.config import RunSpec
+from kdecay.data.datasets import DATASETS
 from kdecay.data.prepare import PreparedData, load_prepared, prepared_path
-from kdecay.fileio import exclusive_lock, write_history
+from kdecay.fileio import check_writable, exclusive_lock, write_history
 from kdecay.models import build_from_spec, forward_macs
 from kdecay.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from kdecay.train.outputs import Progress, evaluates, final_metrics, write_outputs
@@ -30,7 +30,6 @@ from kdecay.train.trainer import Trainer
 
 __all__ = [
     "check_cpu_budget",
-    "check_writable",
     "load_run_data",
     "log_epoch",
     "save_progress",
@@ -157,19 +156,6 @@ def save_progress(path: Path, progress: Progress, trainer: Trainer, spec: RunSpe
     progress.checkpointed_epoch = progress.epoch
 
 
-def check_writable(folder: Path, what: str) -> None:
-    """Fail before the first epoch, not after hours of training, if ``folder`` is unusable."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".kdecay-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(
-            f"cannot write to {folder} ({err.strerror or err}): the {what} needs a writable folder"
-        ) from err
-
-
 def _interrupted(spec: RunSpec, progress: Progress) -> str:
     """The one line printed on Ctrl-C: what was kept and how to resume."""
     where = f"{spec.label} stopped in epoch {progress.epoch + 1}/{spec.epochs}"
@@ -199,8 +185,9 @@ def train_run(spec: RunSpec, out_dir: Path, log: Log = print) -> dict[str, Any]:
     except (ValueError, TypeError) as err:
         raise ConfigError(f"rows.{spec.row}.model: {err}") from err
     macs = forward_macs(model)
+    # before any data is read: a CPU user learns of the GPU refusal before downloading CIFAR
+    check_cpu_budget(spec, runtime, macs, DATASETS[spec.dataset].train_images)
     data = load_run_data(spec)
-    check_cpu_budget(spec, runtime, macs, int(data.train_labels.numel()))
     trainer = Trainer(spec, data, model, runtime)
     check_writable(out_dir, "run's output folder")
     check_writable(checkpoint_path(spec).parent, "checkpoint folder (train.checkpoint_dir)")
