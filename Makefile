@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.kdecay-installed
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: repro test test-fast test-python lint format smoke figures bench proof plan clean-venv
+.PHONY: repro test test-fast test-python lint format smoke smoke-figures figures bench proof \
+        proof-cpu plan clean-venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -32,19 +33,23 @@ repro: $(STAMP)
 	dvc repro
 	kdecay clean-checkpoints
 
-## the whole test suite (its duration: README, "Set-up")
-test: $(STAMP)
-	python -m pytest
+# two pytest workers, each test file on one (its module fixtures are built once): the slow
+# tests wait on subprocesses, DVC, Ray and SLURM much of the time
+PYTEST := python -m pytest -n 2 --dist loadfile
 
-## the tests not marked slow: everyday work (its duration: README, "Set-up")
+## the whole test suite (its duration: README, "Quick start"); SLURM, LaTeX and GPU tests
+## skip in one line where the machine lacks them (CI has SLURM and LaTeX)
+test: $(STAMP)
+	$(PYTEST)
+
+## the tests not marked slow: everyday work
 test-fast: $(STAMP)
-	python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 ## what CI runs on each further Python (make test-python PYTHON=python3.13 VENV=.venv-3.13):
 ## the fast tests and the front door (make repro, make figures in a fresh copy)
 test-python: $(STAMP)
-	python -m pytest -m "not slow"
-	python -m pytest tests/test_front_door.py
+	$(PYTEST) -m "not slow or front_door"
 
 ## ruff lint + format check
 lint: $(STAMP)
@@ -55,9 +60,15 @@ format: $(STAMP)
 	ruff format src tests benchmarks
 	ruff check --fix src tests benchmarks
 
-## the whole pipeline on synthetic CIFAR archives with tiny models (duration: README)
+## the whole pipeline on synthetic CIFAR archives with tiny models, in the scratch workspace
+## smoke/ (duration: README); a rerun resumes it, and does nothing when it is up to date
 smoke: $(STAMP)
 	kdecay smoke --workdir smoke --fuse 4
+
+## rebuild the smoke workspace's summary, tables and figures from its finished runs
+smoke-figures: $(STAMP)
+	@test -f smoke/dvc.lock || { echo "make smoke-figures: no smoke workspace yet: run 'make smoke'" >&2; exit 2; }
+	cd smoke && dvc repro --single-item aggregate tables figures
 
 ## rebuild summary, tables and figures from the finished runs (DVC decides what is stale;
 ## --single-item: never starts training)
@@ -80,6 +91,10 @@ bench: $(STAMP)
 ## written after each step to results/proof/ (README "The GPU proof")
 proof: $(STAMP)
 	kdecay proof --out results/proof
+
+## the same sequence on this CPU with tiny sizes: a dry run of the proof (results/proof-cpu/)
+proof-cpu: $(STAMP)
+	kdecay proof --device cpu --out results/proof-cpu
 
 clean-venv:
 	rm -rf $(VENV)

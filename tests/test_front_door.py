@@ -26,7 +26,7 @@ from tiny_runs import narrow
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.front_door]
 
 
 def fresh_copy(dest: Path) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -34,8 +35,40 @@ def ran_stages(log: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def smoke_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return run_smoke(tmp_path_factory.mktemp("smoke") / "ws", fuse=4)
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The workspace of `kdecay smoke --fuse 4` as `make smoke` runs it, and what it printed."""
+    ws = tmp_path_factory.mktemp("smoke") / "ws"
+    cmd = [sys.executable, "-m", "kdecay", "smoke", "--workdir", str(ws), "--fuse", "4"]
+    done = subprocess.run(cmd, env=tool_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return ws, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def smoke_ws(smoke_run: tuple[Path, str]) -> Path:
+    return smoke_run[0]
+
+
+def git(ws: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ws, capture_output=True, text=True, check=True).stdout
+
+
+def test_smoke_is_quiet_and_a_rerun_is_quick_commits_nothing_and_keeps_comments(
+    smoke_run: tuple[Path, str],
+) -> None:
+    ws, printed = smoke_run
+    lines = printed.split("\n")  # a progress bar's updates are one line (carriage returns)
+    assert len(lines) <= 60, printed
+    assert printed.count("### SYNTHETIC DATA") == 2  # each table once
+    assert "clean-checkpoints" not in printed and "git add" not in printed
+    head = git(ws, "rev-parse", "HEAD")
+    start = time.monotonic()
+    run_smoke(ws, fuse=4)
+    assert time.monotonic() - start < 30
+    assert git(ws, "rev-parse", "HEAD") == head and git(ws, "status", "--porcelain") == ""
+    ours = (ws / "params.yaml").read_text()
+    comments = [c for c in (ROOT / "params.smoke.yaml").read_text().splitlines() if "#" in c]
+    assert comments and all(c.split("#", 1)[1] in ours for c in comments)
 
 
 def test_tables_have_every_appendix_row(smoke_ws: Path):
@@ -58,8 +91,10 @@ def test_tables_have_every_appendix_row(smoke_ws: Path):
     multi = cells[cells["n"] >= 2]
     assert multi["std_error"].notna().all() and len(multi) == 10 + 4 + 4  # the multi-seed path
     assert cells.loc[cells["n"] == 3, "median_error"].notna().all()  # originals, claimed k = 1
-    verdicts = pd.read_csv(smoke_ws / "paper_figures" / "tables" / "cifar10.csv")["reproduced"]
-    assert any("Welch p=" in v for v in verdicts)  # wrn16_8: the paper's k = 3 is swept
+    table = pd.read_csv(smoke_ws / "paper_figures" / "tables" / "cifar10.csv")
+    assert any("Welch p=" in v for v in table["vs_original"])  # wrn16_8: the paper's k = 3
+    verdicts = table["verdict"]
+    assert any("Holm p=" in v for v in verdicts)
     assert not any(v.startswith("1 seed") for v in verdicts)
 
 

@@ -1,8 +1,8 @@
 """`kdecay sweep --engine slurm` against a real single-node SLURM cluster (slurmctld + slurmd +
 munge, one partition `debug`, two GPU gres that are plain files): `sbatch`, a job array, the
 gres packing, the scheduler's requeue, a failing job, and what the user sees. `.ci/run` starts
-the cluster (`tests/slurm/start.sh`); the fixture uses it, or starts one where it can (root on
-Debian/Ubuntu), and skips with the reason only where SLURM cannot be installed, never on CI."""
+the cluster (`tests/slurm/start.sh`) and the tests use it; without a running cluster they skip
+in one line, except in CI, where they fail."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ import yaml
 
 from kdecay.config.yaml_io import read_yaml_mapping
 from kdecay.sweep.tools import tool_env
+from needs import need
 from tiny_runs import clone, mini_workspace
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 N_RUNS = 11
 SWEEP = ["sweep", "--engine", "slurm", "--partition", "debug", "--gpus-per-job", "1"]
@@ -34,27 +34,21 @@ def _cluster_up(env: dict[str, str]) -> bool:
     if shutil.which("sinfo") is None:
         return False
     done = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True)
-    return done.returncode == 0 and "idle" in done.stdout + "mixed"
+    return done.returncode == 0 and any(s in done.stdout for s in ("idle", "mixed"))
+
+
+need(
+    "a running SLURM cluster",
+    bool(os.environ.get("SLURM_CONF")) and _cluster_up(dict(os.environ)),
+    'start one with `eval "$(bash tests/slurm/start.sh /tmp/slurm)"`, as CI does',
+)
 
 
 @pytest.fixture(scope="session")
-def slurm_conf(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """SLURM_CONF of a running cluster: CI's, or one started here."""
-    conf = os.environ.get("SLURM_CONF")
-    if conf and _cluster_up(dict(os.environ)):
-        yield conf
-        return
-    folder = tmp_path_factory.mktemp("slurm")
-    done = subprocess.run(
-        ["bash", str(ROOT / "tests" / "slurm" / "start.sh"), str(folder)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode == 3 and not os.environ.get("CI"):
-        pytest.skip(f"SLURM cannot be installed here: {done.stderr.strip()}")
-    assert done.returncode == 0, done.stdout + done.stderr
-    yield str(folder / "slurm.conf")
-    subprocess.run(["bash", str(ROOT / "tests" / "slurm" / "stop.sh"), str(folder)])
+def slurm_conf() -> str:
+    """SLURM_CONF of the running cluster `.ci/run` starts (`tests/slurm/start.sh DIR`, which
+    installs Debian's packages as root)."""
+    return os.environ["SLURM_CONF"]
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ real cluster."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -34,14 +35,18 @@ def test_the_registry_keeps_each_stages_last_job_and_skips_a_cut_line(tmp_path: 
     assert slurm.JobRegistry(tmp_path / "none").latest() == {}
 
 
-def _engine(tmp_path: Path) -> slurm.SlurmEngine:
-    return slurm.SlurmEngine(tmp_path / "submitit", "slurm", {"partition": "debug"})
+def _engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> slurm.SlurmEngine:
+    """The engine with a stand-in executor: submitit's SLURM executor needs `srun` on the
+    machine, and these paths never submit."""
+    folder = tmp_path / "submitit"
+    monkeypatch.setattr(slurm, "slurm_executor", lambda *a: SimpleNamespace(folder=folder))
+    return slurm.SlurmEngine(folder, "slurm", {"partition": "debug"})
 
 
 def test_jobs_of_an_earlier_sweep_still_queued_are_followed_not_resubmitted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    engine = _engine(tmp_path)
+    engine = _engine(tmp_path, monkeypatch)
     engine.registry.add([("5_0", _job("a")), ("5_1", _job("b", "old")), ("5_2", _job("c"))])
     queue = {"5_0": "RUNNING", "5_1": "PENDING", "3_0": "RUNNING"}  # 5_2 has ended
     monkeypatch.setattr(slurm, "squeue_states", lambda: queue)
@@ -69,7 +74,7 @@ class _FakeJob:
 def test_a_job_gone_from_the_queue_without_a_result_is_reported_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = _engine(tmp_path)
+    engine = _engine(tmp_path, monkeypatch)
     engine.STATE_EVERY_S = 0.0
     polls: list[int] = []
 

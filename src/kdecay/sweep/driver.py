@@ -26,7 +26,7 @@ from typing import Any
 from kdecay.checks import ConfigError, check_int
 from kdecay.config import Config, load_config
 from kdecay.fileio import exclusive_lock
-from kdecay.sweep.engines import StageCommand
+from kdecay.sweep.engines import StageCommand, stop_stage_commands
 from kdecay.sweep.fusing import Unit, units
 from kdecay.sweep.stages import TrainStage, adoptable, commit_stage, stale_training_stages
 from kdecay.sweep.tools import tool_env
@@ -248,6 +248,17 @@ def _run_stages(
     try:
         for name, result in engine.finished(_jobs(root, work, opts), resources):
             _record(root, by_name[name], result, progress)
+    except BaseException as err:  # Ctrl-C or a crash: a Ray started here takes its runs along
+        if opts.engine == "ray" and opts.address is None:
+            stopped = stop_stage_commands(list(set(progress.logs.values())))
+            print(f"[sweep] stopped {stopped} running training commands", flush=True)
+        if isinstance(err, KeyboardInterrupt):
+            raise KeyboardInterrupt(
+                f"kdecay sweep stopped: {len(progress.done)} finished runs are recorded in "
+                "dvc.lock; rerun the same command and the others resume from their last "
+                "checkpoints"
+            ) from None
+        raise
     finally:
         engine.close()
     return progress

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Finished", "RayEngine", "Resources", "StageCommand", "run_stage_command"]
+__all__ = [
+    "Finished",
+    "RayEngine",
+    "Resources",
+    "StageCommand",
+    "run_stage_command",
+    "stop_stage_commands",
+]
 
 Resources = dict[str, tuple[float, float]]
 """Per stage name: (fraction of a GPU, CPUs) the run asks for."""
@@ -64,17 +71,23 @@ def run_stage_command(job: StageCommand) -> dict[str, Any]:
         env["CUDA_VISIBLE_DEVICES"] = visible
     start = time.time()
     Path(job.log).parent.mkdir(parents=True, exist_ok=True)
+    pid_file = Path(f"{job.log}.pid")
     with open(job.log, "a") as log:
         log.write(f"# {job.name} on {socket.gethostname()}, CUDA_VISIBLE_DEVICES={visible}\n")
         log.flush()
-        rc = subprocess.run(
+        child = subprocess.Popen(
             shlex.split(job.cmd),  # no shell between: the child must get the death signal
             cwd=job.cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=_child_setup,
-        ).returncode
+        )
+        pid_file.write_text(f"{socket.gethostname()} {child.pid}\n")  # for stop_stage_commands
+        try:
+            rc = child.wait()
+        finally:
+            pid_file.unlink(missing_ok=True)
     return {
         "rc": rc,
         "cuda_visible_devices": visible,
@@ -83,6 +96,38 @@ def run_stage_command(job: StageCommand) -> dict[str, Any]:
         "end": time.time(),
         "log": job.log,
     }
+
+
+def stop_stage_commands(logs: list[Path], wait_s: float = 10.0) -> int:
+    """Stop the stage commands still running on this host (an interrupted sweep): SIGTERM to
+    each process named by a ``<log>.pid`` file of :func:`run_stage_command`, SIGKILL to any
+    left after ``wait_s``. Engines run commands in processes of their own sessions (Ray's
+    workers), which a Ctrl-C in the terminal never reaches. Returns how many were stopped."""
+    host, pids = socket.gethostname(), []
+    for log in logs:
+        with contextlib.suppress(OSError, ValueError):
+            where, pid = Path(f"{log}.pid").read_text().split()
+            if where == host and _is_kdecay(int(pid)):
+                pids.append(int(pid))
+    found = len(pids)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while pids and time.monotonic() < deadline:
+            pids = [pid for pid in pids if _is_kdecay(pid)]
+            time.sleep(0.1)
+    return found
+
+
+def _is_kdecay(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) process running kdecay (a reused pid is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z" and b"kdecay" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, IndexError):
+        return False
 
 
 class RayEngine:

@@ -2,14 +2,18 @@
 
 Builds a scratch git + DVC workspace (kept afterwards, so ``dvc metrics show``, ``dvc plots
 show`` and single stages can be inspected) holding the repository's ``dvc.yaml`` and appendix
-table, a ``params.yaml`` made from ``params.smoke.yaml`` whose data URLs point (file://) at
-synthetic archives written by :func:`kdecay.data.synth.make_archive`, and a link to ``src``. The
-real download -> md5 -> extract -> prepare -> train -> aggregate -> tables -> figures stages
-then run exactly as on a GPU machine, only with tiny models and a few epochs.
+table, a ``params.yaml`` made from ``params.smoke.yaml`` (comments kept) whose data URLs point
+(file://) at synthetic archives written by :func:`kdecay.data.synth.make_archive`, and a link
+to ``src``. The real download -> md5 -> extract -> prepare -> train -> aggregate -> tables ->
+figures stages then run exactly as on a GPU machine, only with tiny models and a few epochs.
+A workspace already up to date is left as it is: a rerun trains nothing and commits nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -18,18 +22,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from kdecay.checks import CommandFailedError, ConfigError
+from kdecay.checks import ConfigError
 from kdecay.config import Config
+from kdecay.config.yaml_edit import edit_yaml_text
 from kdecay.config.yaml_io import read_yaml_mapping
+from kdecay.data.datasets import DATASETS
 from kdecay.data.synth import make_archive
+from kdecay.sweep.smoke_output import run_quietly
 from kdecay.sweep.tools import tool_env
 
-# exit statuses of a child stopped by Ctrl-C: SIGINT (-2, or 130 through a shell) and DVC's
-# own "interrupted by the user" status (252)
-INTERRUPTED = (-2, 130, 252)
+__all__ = ["repo_root", "run_smoke", "setup_workspace"]
+
 GIT_IDENTITY = ["-c", "user.name=kdecay smoke", "-c", "user.email=smoke@kdecay.invalid"]
+HEADER = (
+    "# SYNTHETIC smoke workspace: written by `kdecay smoke` from params.smoke.yaml, with the\n"
+    "# data URLs pointing at synthetic CIFAR-format archives in ./archives. Your edits are\n"
+    "# kept by the next `make smoke` (`kdecay smoke --reset` restores the default).\n"
+)
 
 
 def repo_root() -> Path:
@@ -43,62 +52,83 @@ def repo_root() -> Path:
     return root
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
-    """Run one tool; a failure (its own message is already printed above) becomes one line
-    naming the command, where the workspace is, and how to resume."""
-    shown = " ".join(Path(c).name if c == sys.executable else c for c in cmd)
-    print(f"$ {shown}", flush=True)
-    status = subprocess.run(cmd, cwd=cwd, env=env).returncode
-    if status in INTERRUPTED:
-        raise KeyboardInterrupt(
-            f"`{shown}` stopped; the smoke workspace {cwd} is kept: `make smoke` resumes it"
-        )
-    if status != 0:
-        raise CommandFailedError(
-            f"`{shown}` failed with exit status {status} (its message is above); the smoke "
-            f"workspace {cwd} is kept: fix the cause, then `make smoke` resumes it"
-        )
-
-
-def _workspace_params(workdir: Path, params_file: Path | None, reset: bool) -> dict[str, Any]:
-    """The workspace's params: the user's ``<workdir>/params.yaml`` if there is one (their
-    edits are kept), else (or with ``reset``) ``params.smoke.yaml``."""
+def _params_source(workdir: Path, params_file: Path | None, reset: bool) -> Path:
+    """The user's ``<workdir>/params.yaml`` if there is one (their edits are kept), else (or
+    with ``reset``) ``params_file`` or ``params.smoke.yaml``."""
     mine = workdir / "params.yaml"
     if mine.is_file() and not reset and params_file is None:
-        print(f"keeping {mine} and your edits to it (`kdecay smoke --reset` restores the default)")
-        return read_yaml_mapping(mine)
-    return read_yaml_mapping(params_file or repo_root() / "params.smoke.yaml")
+        return mine
+    return params_file or repo_root() / "params.smoke.yaml"
 
 
-def _write_params(path: Path, params: dict[str, Any]) -> None:
-    header = (
-        "# SYNTHETIC smoke configuration written by `kdecay smoke` from params.smoke.yaml;\n"
-        "# the data URLs point at synthetic CIFAR-format archives in ./archives. Your edits\n"
-        "# are kept by the next `make smoke` (`kdecay smoke --reset` restores the default).\n"
-    )
-    path.write_text(header + yaml.safe_dump(params, sort_keys=False))
+def _md5(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
-def _fill_archives(workdir: Path, params: dict[str, Any]) -> bool:
-    """Write the synthetic archives; point data.<dataset> at them. True if params changed.
+def _archive_entries(workdir: Path, params: dict[str, Any]) -> dict[tuple[str, ...], str]:
+    """The data.<dataset>.url/md5 values the workspace needs. An archive already in
+    ``archives/`` with the md5 its params name is kept; any other is written anew.
 
-    ``params`` (the workspace's raw params, rewritten afterwards) is validated first as a
-    whole, so a typo in it stops here, naming the key."""
+    ``params`` (the workspace's raw params) is validated first as a whole, so a typo in it
+    stops here, naming the key."""
     config = Config.from_mapping(params)
-    changed = False
+    values: dict[tuple[str, ...], str] = {}
     for dataset in config.datasets:
-        path, md5 = make_archive(
-            dataset,
-            workdir / "archives",
-            n_train=config.smoke.train_images,
-            n_test=config.smoke.test_images,
-            seed=config.smoke.seed,
-        )
-        entry = {"url": path.as_uri(), "md5": md5}
-        data = params.setdefault("data", {})
-        if data.get(dataset) != entry:
-            data[dataset], changed = entry, True
-    return changed
+        source = config.data.sources.get(dataset)
+        path = workdir / "archives" / DATASETS[dataset].archive
+        kept = source is not None and path.is_file() and source.url == path.as_uri()
+        if not (kept and source is not None and source.md5 == _md5(path)):
+            path, md5 = make_archive(
+                dataset,
+                workdir / "archives",
+                n_train=config.smoke.train_images,
+                n_test=config.smoke.test_images,
+                seed=config.smoke.seed,
+            )
+            values[("data", dataset, "url")] = path.as_uri()
+            values[("data", dataset, "md5")] = md5
+    return values
+
+
+def _write_params(workdir: Path, source: Path) -> None:
+    """``<workdir>/params.yaml`` from ``source`` with the archives filled in, written only when
+    its text changes (comments and layout kept: a round trip, not a dump)."""
+    text = source.read_text()
+    with contextlib.redirect_stdout(io.StringIO()):  # make_archive's lines: one line below
+        values = _archive_entries(workdir, read_yaml_mapping(source))
+    if values:
+        print(f"wrote the synthetic archives ({workdir / 'archives'})")
+        text = edit_yaml_text(text, values)
+    target = workdir / "params.yaml"
+    if source.resolve() != target.resolve():  # made anew: say what it is; the user's is theirs
+        text = HEADER + text
+    if not target.is_file() or target.read_text() != text:
+        target.write_text(text)
+
+
+def _copy_if_changed(source: Path, target: Path) -> None:
+    if not target.is_file() or target.read_bytes() != source.read_bytes():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def _git(workdir: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", *GIT_IDENTITY, *args], cwd=workdir, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise ConfigError(f"`git {' '.join(args)}` failed in {workdir}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _commit(workdir: Path, message: str) -> bool:
+    """Commit everything that changed in the workspace; nothing changed, no commit."""
+    _git(workdir, "add", "-A")
+    if not _git(workdir, "status", "--porcelain"):
+        return False
+    _git(workdir, "commit", "-q", "-m", message)
+    return True
 
 
 def setup_workspace(workdir: Path, params_file: Path | None = None, reset: bool = False) -> Path:
@@ -106,57 +136,72 @@ def setup_workspace(workdir: Path, params_file: Path | None = None, reset: bool 
     root = repo_root()
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    params = _workspace_params(workdir, params_file, reset)
-    fresh = reset or params_file is not None or not (workdir / "params.yaml").is_file()
-    if _fill_archives(workdir, params) or fresh:
-        _write_params(workdir / "params.yaml", params)
-    shutil.copytree(root / "paper", workdir / "paper", dirs_exist_ok=True)
-    shutil.copy2(root / "dvc.yaml", workdir / "dvc.yaml")
-    (workdir / ".gitignore").write_text((root / ".gitignore").read_text() + "/archives/\n")
+    _write_params(workdir, _params_source(workdir, params_file, reset))
+    for item in (root / "paper").rglob("*"):
+        if item.is_file():
+            _copy_if_changed(item, workdir / "paper" / item.relative_to(root / "paper"))
+    _copy_if_changed(root / "dvc.yaml", workdir / "dvc.yaml")
+    ignore = (root / ".gitignore").read_text() + "/archives/\n"
+    if not (workdir / ".gitignore").is_file() or (workdir / ".gitignore").read_text() != ignore:
+        (workdir / ".gitignore").write_text(ignore)
     src = workdir / "src"
     if not src.exists():
         src.symlink_to(root / "src", target_is_directory=True)
-    env = tool_env()
     if not (workdir / ".git").exists():
-        _run(["git", "init", "-q"], workdir, env)
+        _git(workdir, "init", "-q")
     if not (workdir / ".dvc").exists():
-        _run([sys.executable, "-m", "dvc", "init", "-q"], workdir, env)
-        _run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], workdir, env)
-    _commit(workdir, "smoke workspace", env)
+        run_quietly([sys.executable, "-m", "dvc", "init", "-q"], workdir)
+        run_quietly([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], workdir)
+    _commit(workdir, "smoke workspace")
     return workdir
 
 
-def _commit(workdir: Path, message: str, env: dict[str, str]) -> None:
-    _run(["git", "add", "-A"], workdir, env)
-    _run(["git", *GIT_IDENTITY, "commit", "-q", "--allow-empty", "-m", message], workdir, env)
+def up_to_date(workdir: Path) -> bool:
+    """Whether every stage of the workspace is up to date (``dvc status --quiet``: exit 0)."""
+    cmd = [sys.executable, "-m", "dvc", "status", "--quiet"]
+    return subprocess.run(cmd, cwd=workdir, env=tool_env(), capture_output=True).returncode == 0
 
 
 def run_smoke(
     workdir: Path, params_file: Path | None = None, reset: bool = False, fuse: int = 1
 ) -> Path:
-    """Set up the workspace, run ``dvc repro`` in it, commit dvc.lock, print the tables.
+    """Set up the workspace, train what is stale, commit dvc.lock, print the tables once.
 
-    ``fuse`` > 1: the training stages run first through ``kdecay sweep --fuse`` (Ray on this
-    machine's CPUs, up to ``fuse`` runs of a row as one network, each recorded in dvc.lock;
-    the sweep ends with ``dvc repro`` of the rest), which ``make smoke`` uses: on the 2-core
-    CPU it was faster than ``dvc repro`` (README, Performance)."""
+    The tools' own output goes to ``results/logs/smoke.log`` in the workspace; the screen
+    gets a progress bar, a line per group of stages and the failures. ``fuse`` > 1: the
+    training stages run through ``kdecay sweep --fuse`` (Ray on this machine's CPUs, up to
+    ``fuse`` runs of a row as one network, each recorded in dvc.lock; the sweep ends with
+    ``dvc repro`` of the rest), which ``make smoke`` uses; 1: ``dvc repro`` trains every run
+    alone."""
     start = time.perf_counter()
     workdir = setup_workspace(workdir, params_file, reset)
-    env = tool_env()
-    if fuse > 1:
+    print(f"smoke workspace {workdir}; the tools' output goes to results/logs/smoke.log there")
+    if up_to_date(workdir):
+        print("every stage is up to date: nothing to train (edit params.yaml there to change)")
+    elif fuse > 1:
         cpus = str(os.cpu_count() or 1)
         sweep = ["sweep", "--fuse", str(fuse), "--gpus", "0", "--cpus", cpus]
-        _run([sys.executable, "-m", "kdecay", *sweep], workdir, env)
+        run_quietly([sys.executable, "-m", "kdecay", *sweep], workdir, progress=True)
     else:
-        _run([sys.executable, "-m", "dvc", "repro"], workdir, env)
-        _run([sys.executable, "-m", "kdecay", "clean-checkpoints"], workdir, env)
-    _commit(workdir, "smoke run: dvc.lock", env)
-    tables = workdir / "paper_figures" / "tables" / "tables.md"
-    print("\n" + tables.read_text())
-    figures = sorted((workdir / "paper_figures").glob("*.p*"))
-    print("figures:\n" + "\n".join(f"  {p}" for p in figures))
-    print(
-        f"\nsmoke run finished in {time.perf_counter() - start:.0f}s; workspace kept at "
-        f"{workdir} (try `cd {workdir} && dvc metrics show --md`, `dvc plots show`)"
-    )
+        run_quietly([sys.executable, "-m", "dvc", "repro"], workdir, progress=True)
+        run_quietly([sys.executable, "-m", "kdecay", "clean-checkpoints"], workdir)
+    _commit(workdir, "smoke run: dvc.lock")
+    _print_results(workdir, time.perf_counter() - start)
     return workdir
+
+
+def _print_results(workdir: Path, seconds: float) -> None:
+    """The tables once, where the outputs are, and how to open them with this venv's dvc."""
+    tables = workdir / "paper_figures" / "tables" / "tables.md"
+    print("\n" + tables.read_text().strip() + "\n")
+    here = Path.cwd()
+    shown = Path(os.path.relpath(workdir, here)) if workdir.is_relative_to(here) else workdir
+    dvc = Path(sys.executable).parent / "dvc"
+    near = Path(os.path.relpath(dvc, workdir))
+    dvc = near if not str(near).startswith("../..") else dvc  # ../.venv/bin/dvc from smoke/
+    print(
+        f"smoke run finished in {seconds:.0f}s. Outputs in {shown}/: results/summary.csv, "
+        f"paper_figures/tables/tables.md (.tex, .csv), paper_figures/*.png (.pdf).\n"
+        f"Look at them: cd {shown} && {dvc} metrics show --md  (or `dvc plots show`); "
+        f"`make smoke-figures` rebuilds them."
+    )
