@@ -185,6 +185,27 @@ def test_every_option_has_a_help_text() -> None:
     assert "debug runs them one by one" in sweep["cluster"]
 
 
+def test_every_subcommand_help_has_a_paragraph_and_shows_its_defaults() -> None:
+    """`kdecay X --help` opens with a paragraph on what X does, and every option with a
+    default says it (`aggregate --runs/--out`, `bench --out`, `proof --budget-seconds`)."""
+    import argparse
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        assert len(command.description or "") > 80, name
+        assert " ".join(command.description.split()) in " ".join(command.format_help().split())
+        formatter = command.formatter_class(prog=name)
+        for action in command._actions:
+            if action.option_strings and action.default is not None and action.dest != "help":
+                shown = formatter._get_help_string(action) or ""
+                assert action.default is False or "default" in shown, (
+                    f"kdecay {name} {action.option_strings[0]} hides its default"
+                )
+    proof = " ".join(sub.choices["proof"].format_help().split())
+    assert "(default: results/proof)" in proof and "(default: 480" in proof
+
+
 @pytest.mark.parametrize(
     ("status", "code", "line"),
     [(1, 1, "failed with exit status 1"), (252, 130, "stopped; the smoke workspace")],
@@ -193,24 +214,30 @@ def test_every_option_has_a_help_text() -> None:
 def test_smoke_ends_a_failed_dvc_repro_in_one_line(
     status: int, code: int, line: str, tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    """DVC prints its own message; kdecay smoke adds one line (no CalledProcessError
-    traceback) saying the workspace is kept and how to resume: exit 1, or 130 on Ctrl-C
-    (DVC's "interrupted by the user" is its exit status 252)."""
+    """DVC prints its own message (to the workspace's log; the screen shows its end); kdecay
+    smoke adds one line (no CalledProcessError traceback) saying the workspace is kept and how
+    to resume: exit 1, or 130 on Ctrl-C (DVC's "interrupted by the user" is its exit status
+    252)."""
     import subprocess
+    import sys
 
-    from kdecay.sweep import smoke
+    from kdecay.sweep import smoke_output
 
-    real = subprocess.run
+    real = subprocess.Popen
 
-    def dvc_repro_fails(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    def dvc_repro_fails(cmd: list[str], **kw: object) -> subprocess.Popen[str]:
         if cmd[1:4] == ["-m", "dvc", "repro"]:
-            return subprocess.CompletedProcess(cmd, status)
+            cmd = [sys.executable, "-c", f"print('ERROR: dvc says no'); exit({status})"]
         return real(cmd, **kw)
 
-    monkeypatch.setattr(smoke.subprocess, "run", dvc_repro_fails)
+    monkeypatch.setattr(smoke_output.subprocess, "Popen", dvc_repro_fails)
     assert cli.main(["smoke", "--workdir", str(tmp_path / "ws")]) == code
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and line in err[0] and "make smoke" in err[0]
+    assert line in err[-1] and "make smoke" in err[-1]
+    assert not any("Traceback" in e for e in err)
+    if code == 1:
+        assert "ERROR: dvc says no" in err  # the end of the tool's output
+    assert "ERROR: dvc says no" in (tmp_path / "ws" / "results/logs/smoke.log").read_text()
 
 
 def test_sweep_refuses_full_size_runs_without_a_gpu_before_downloading(
@@ -265,3 +292,39 @@ def test_plan_with_fusion_uses_only_a_gpu_speedup_of_the_same_g(tmp_path: Path, 
     assert "--bench" in capsys.readouterr().err
     assert cli.main(["plan", "--params", params, "--bench", str(bench)]) == 2
     assert "add --fuse G" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("members", "speedup"),
+    [(4, 0), (4, -1), (4, "inf"), (4, 1e308), (4, 1e-320), (4.7, 2.0), (0, 2.0)],
+    ids=["zero", "negative", "inf", "huge", "denormal", "fractional-G", "no-members"],
+)
+def test_plan_refuses_a_bench_report_with_impossible_fused_figures(
+    members: object, speedup: object, tmp_path: Path, capsys
+) -> None:
+    """A speed-up that is not finite and positive (nor below 1,000), or a member count that is
+    not a positive integer, is one line naming the report (exit 2): never a negative, zero,
+    infinite or divided-by-zero GPU-hour figure. A report nested past Python's recursion
+    limit is the same one line."""
+    fused = {"members": members, "vs_ours_step": float(speedup)}
+    model = {"name": "preact_resnet110", "rows": ["preact_resnet110"], "fused": fused}
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"device": {"type": "cuda"}, "models": [model]}))
+    params = str(ROOT / "params.yaml")
+    assert cli.main(["plan", "--params", params, "--fuse", "4", "--bench", str(bench)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bench) in err[0] and "Traceback" not in err[0]
+    bench.write_text("[" * 100_000 + "]" * 100_000)
+    assert cli.main(["plan", "--params", params, "--fuse", "4", "--bench", str(bench)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_proof_refuses_a_report_folder_it_cannot_use_in_one_line(tmp_path: Path, capsys) -> None:
+    """`kdecay proof --out` at a file or under a file: one line naming the path, exit 2,
+    before any step runs."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    for out in (a_file, a_file / "below"):
+        assert cli.main(["proof", "--device", "cpu", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"cannot write to {out}" in err[0] and "--out" in err[0]

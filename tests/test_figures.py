@@ -3,100 +3,33 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import matplotlib.image as mpimg
 import pytest
-import yaml
 
-from kdecay.config import ConfigError, load_config, run_folder
-from kdecay.fileio import write_history, write_json
+from figure_runs import APPENDIX, REPO, figure_params, write_run
+from kdecay.config import ConfigError, load_config
 from kdecay.report.aggregate import aggregate
 from kdecay.report.figures import SYNTHETIC_PREFIX, _lr_figure, figure_title, write_figures
 from kdecay.report.tables import load_appendix
-from tiny_runs import keep_rows, narrow
 
-REPO = Path(__file__).resolve().parents[1]
-APPENDIX = REPO / "paper" / "appendix_tables.csv"
 NAMES = ("lr_schedules", "ksweep", "curves")
-ROWS = ("preact_resnet110", "wrn16_8", "wrn28_10_sgdr")  # fewer panels keep the tests fast
-
-
-def _params(tmp_path: Path, **changes: object) -> Path:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["kdecay"]["ks"] = [1, 2, 3]
-    keep_rows(params, list(ROWS))
-    narrow(params, seeds=[0, 1], extra_seeds=[])
-    if "datasets" in changes:
-        narrow(params, datasets=changes["datasets"])
-    params.update(changes)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    return path
-
-
-def _run(
-    runs: Path,
-    dataset: str,
-    row: str,
-    method: str,
-    seed: int,
-    final: float,
-    status: str = "completed",
-    epochs: int = 10,
-) -> None:
-    folder = run_folder(runs, dataset, row, method, seed)
-    history = [
-        {
-            "epoch": e,
-            "lr": 0.1,
-            "train_loss": 1.0,
-            "train_error": 50.0,
-            "test_loss": 1.0,
-            "seconds": 1.0,
-            # every other epoch unevaluated (empty test_error), the last one always
-            "test_error": (final + 40.0 / e) if (e % 2 == 0 or e == epochs) else None,
-        }
-        for e in range(1, epochs + 1)
-    ]
-    if status == "diverged":
-        history[-1].update(train_loss=float("nan"), test_error=None, test_loss=None)
-    write_history(folder / "history.csv", history)
-    done = status == "completed"
-    write_json(
-        folder / "metrics.json",
-        {
-            "status": status,
-            "final_test_error": history[-1]["test_error"] if done else None,
-            "best_test_error": final if done else None,
-            "best_epoch": epochs,
-            "params": 1000,
-            "epochs": epochs,
-            "epochs_completed": epochs if done else epochs - 1,
-            "diverged_epoch": None if done else epochs,
-            "wall_seconds": 1.0,
-            "images_per_second": 10.0,
-            "device": "cpu",
-            "config_hash": "0" * 16,
-        },
-    )
 
 
 @pytest.fixture
 def runs(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
-    _run(root, "cifar10", "wrn16_8", "original", 0, 4.8)
-    _run(root, "cifar10", "wrn16_8", "original", 1, 4.9)
-    _run(root, "cifar10", "wrn16_8", "k1", 0, 4.5)
-    _run(root, "cifar10", "wrn16_8", "k1", 1, 4.7)  # n = 2: an error bar
-    _run(root, "cifar10", "wrn16_8", "k2", 1, 4.0)  # only seed 1: curves must fall back to it
-    _run(root, "cifar10", "wrn16_8", "k3", 0, 0.0, status="diverged")
-    _run(root, "cifar10", "wrn28_10_sgdr", "k1", 0, 3.9)
-    _run(root, "cifar10", "wrn28_10_sgdr", "k2", 0, 3.7)
-    _run(root, "cifar100", "preact_resnet110", "k3", 0, 24.0)  # no original run
+    write_run(root, "cifar10", "wrn16_8", "original", 0, 4.8)
+    write_run(root, "cifar10", "wrn16_8", "original", 1, 4.9)
+    write_run(root, "cifar10", "wrn16_8", "k1", 0, 4.5)
+    write_run(root, "cifar10", "wrn16_8", "k1", 1, 4.7)  # n = 2: an error bar
+    write_run(root, "cifar10", "wrn16_8", "k2", 1, 4.0)  # only seed 1: curves must fall back to it
+    write_run(root, "cifar10", "wrn16_8", "k3", 0, 0.0, status="diverged")
+    write_run(root, "cifar10", "wrn28_10_sgdr", "k1", 0, 3.9)
+    write_run(root, "cifar10", "wrn28_10_sgdr", "k2", 0, 3.7)
+    write_run(root, "cifar100", "preact_resnet110", "k3", 0, 24.0)  # no original run
     return root
 
 
@@ -130,7 +63,7 @@ def test_figures_with_partial_diverged_and_missing_runs(tmp_path: Path, runs: Pa
     from kdecay.report.figures import _ksweep_figure
     from kdecay.report.summary import read_summary
 
-    params = _params(tmp_path)
+    params = figure_params(tmp_path)
     summary = tmp_path / "summary.csv"
     aggregate(runs, summary, params)
     out = tmp_path / "figs"
@@ -143,7 +76,7 @@ def test_figures_with_partial_diverged_and_missing_runs(tmp_path: Path, runs: Pa
     assert any("wrn16_8 k3: 1 diverged" in t for t in _texts(c10))  # said, not drawn as 0
     assert [(3.0, pytest.approx(28.0))] in _points(c100)  # the one CIFAR-100 run
     curves = curves_figure(config, cells, runs)
-    by_title = {ax.get_title(): ax for ax in curves.axes}
+    by_title = {ax.get_title().split(" (best")[0]: ax for ax in curves.axes}
     wrn = by_title["CIFAR-10 / wrn16_8"]
     labels = [line.get_label().split(":")[0] for line in wrn.get_lines()]
     assert labels == ["original recipe", "k=1 (control)", "best k=2"]  # k2 from seed 1
@@ -156,7 +89,7 @@ def test_figures_without_any_run(tmp_path: Path) -> None:
     from kdecay.report.figures import _ksweep_figure
     from kdecay.report.summary import read_summary
 
-    params = _params(tmp_path, synthetic=True)
+    params = figure_params(tmp_path, synthetic=True)
     summary = tmp_path / "summary.csv"
     aggregate(tmp_path / "none", summary, params)
     out = tmp_path / "figs"
@@ -178,14 +111,14 @@ def test_figure_title_marks_synthetic_data() -> None:
 
 
 def test_synthetic_flag_reaches_the_figure(tmp_path: Path) -> None:
-    synthetic = _lr_figure(load_config(_params(tmp_path, synthetic=True)))
+    synthetic = _lr_figure(load_config(figure_params(tmp_path, synthetic=True)))
     assert synthetic.get_suptitle().startswith(SYNTHETIC_PREFIX)
-    real = _lr_figure(load_config(_params(tmp_path)))
+    real = _lr_figure(load_config(figure_params(tmp_path)))
     assert "SYNTHETIC" not in real.get_suptitle()
 
 
 def test_missing_inputs_raise_config_error(tmp_path: Path, runs: Path) -> None:
-    params = _params(tmp_path)
+    params = figure_params(tmp_path)
     with pytest.raises(ConfigError, match="summary"):
         write_figures(tmp_path / "nope.csv", runs, APPENDIX, tmp_path / "f", params_file=params)
     summary = tmp_path / "summary.csv"
@@ -199,12 +132,12 @@ def test_missing_inputs_raise_config_error(tmp_path: Path, runs: Path) -> None:
 def _curves_fixture(tmp_path: Path, seeds: int = 1) -> tuple[Path, Path, Path]:
     """wrn16_8 on CIFAR-10 where the original recipe ends far above every k (the case the old
     clipping rule hid), k = 1 in between, k = 2 best."""
-    params = _params(tmp_path, seeds=list(range(seeds)), datasets=["cifar10"])
+    params = figure_params(tmp_path, seeds=list(range(seeds)), datasets=["cifar10"])
     root = tmp_path / "runs"
     for seed in range(seeds):
-        _run(root, "cifar10", "wrn16_8", "original", seed, 60.0 + seed, epochs=20)
-        _run(root, "cifar10", "wrn16_8", "k1", seed, 8.0 + seed, epochs=20)
-        _run(root, "cifar10", "wrn16_8", "k2", seed, 2.0 + seed, epochs=20)
+        write_run(root, "cifar10", "wrn16_8", "original", seed, 60.0 + seed, epochs=20)
+        write_run(root, "cifar10", "wrn16_8", "k1", seed, 8.0 + seed, epochs=20)
+        write_run(root, "cifar10", "wrn16_8", "k2", seed, 2.0 + seed, epochs=20)
     summary = tmp_path / "summary.csv"
     aggregate(root, summary, params)
     return params, summary, root
@@ -219,7 +152,7 @@ def test_curves_never_hide_a_curve_and_keep_legends_off_the_data(tmp_path: Path)
     params, summary, root = _curves_fixture(tmp_path)
     fig = curves_figure(load_config(params), read_summary(summary)[1], root)
     FigureCanvasAgg(fig).draw()
-    ax = next(a for a in fig.axes if a.get_title() == "CIFAR-10 / wrn16_8")
+    ax = next(a for a in fig.axes if a.get_title().startswith("CIFAR-10 / wrn16_8 "))
     labels = [line.get_label() for line in ax.get_lines()]
     assert any(label.startswith("original recipe") for label in labels)
     assert any(label.startswith("k=1 (control)") for label in labels)
@@ -228,8 +161,8 @@ def test_curves_never_hide_a_curve_and_keep_legends_off_the_data(tmp_path: Path)
     for line in ax.get_lines():  # every curve's second half lies inside the y-range
         y = line.get_ydata()[len(line.get_ydata()) // 2 :]
         assert ((y >= lo) & (y <= hi)).all(), (line.get_label(), lo, hi)
-    legend = ax.get_legend().get_window_extent()
-    assert not legend.overlaps(ax.get_window_extent())
+    legend = fig.legends[0].get_window_extent()  # one legend, beside no panel's data
+    assert not any(legend.overlaps(a.get_window_extent()) for a in fig.axes)
     ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     assert all(float(t).is_integer() for t in ticks)
 
@@ -258,39 +191,6 @@ def test_ksweep_legend_says_std_only_with_several_seeds(tmp_path: Path, seeds, l
         assert box.x0 >= 0 and box.x1 <= fig.bbox.width, artist
 
 
-@pytest.mark.skipif(
-    shutil.which("pdflatex") is None, reason="pdflatex missing (.ci/run installs it)"
-)
-def test_latex_tables_compile_without_overfull_boxes(tmp_path: Path, runs: Path) -> None:
-    from kdecay.report.tables import write_tables
-
-    params = _params(tmp_path)
-    summary = tmp_path / "summary.csv"
-    aggregate(runs, summary, params)
-    out = tmp_path / "tables"
-    write_tables(summary, APPENDIX, out, params_file=params)
-    tex = (out / "cifar10.tex").read_text()
-    assert "booktabs" in tex.splitlines()[0]  # the package, named in a comment
-    # never scaled down to a few points: a fixed size (7 pt) that must fit by itself
-    assert "resizebox" not in tex and "\\scriptsize" in tex
-    cifar100 = (out / "cifar100.tex").read_text()
-    assert "model paper (SGDR T0=10 Tmult=2 median) \\\\" in cifar100  # the note keeps its ")"
-    doc = tmp_path / "doc.tex"
-    doc.write_text(
-        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
-        "\\input{tables/cifar10.tex}\n\\input{tables/cifar100.tex}\n\\end{document}\n"
-    )
-    done = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    log = (tmp_path / "doc.log").read_text(errors="replace")
-    assert done.returncode == 0, log[-3000:]
-    assert "Overfull" not in log, [line for line in log.splitlines() if "Overfull" in line]
-
-
 def test_lr_figure_draws_each_rows_own_schedules(tmp_path: Path) -> None:
     """The schedules the runs use, at the rows' real iterations per epoch: the step rows'
     original recipe is the step schedule (with its warm-up), k = 1 is the control."""
@@ -299,7 +199,7 @@ def test_lr_figure_draws_each_rows_own_schedules(tmp_path: Path) -> None:
     from kdecay.config import build_schedule
     from kdecay.report.figures import _lr_figure, row_schedules
 
-    params = load_config(_params(tmp_path))
+    params = load_config(figure_params(tmp_path))
     per_epoch, curves = row_schedules(params, "preact_resnet110")
     assert per_epoch == math.ceil(50_000 / 128)
     labels = [label for label, _ in curves]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kdecay.checks import ConfigError
+from kdecay.cli_help import DESCRIPTIONS, HelpFormatter
 from kdecay.data.datasets import DATASETS
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def _cmd_check(a: argparse.Namespace) -> None:
 def _cmd_plan(a: argparse.Namespace) -> None:
     from kdecay.sweep.plan import print_plan
 
-    print_plan(a.params, fuse=a.fuse, bench=a.bench)
+    print_plan(a.params, fuse=a.fuse, bench=a.bench, as_json=a.json)
 
 
 def _cmd_clean(a: argparse.Namespace) -> None:
@@ -310,6 +311,11 @@ def _add_tools(sub: Any) -> None:
         help="the measured fused speed-ups: a bench.json of `kdecay bench --fuse G` on the "
         "GPU, or kdecay proof's proof.json",
     )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="the totals and the simulated scenarios (power, FWER, GPU-hours) as JSON",
+    )
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("smoke", help="the whole pipeline on synthetic data, tiny models")
@@ -336,7 +342,12 @@ def _add_sweep(sub: Any) -> None:
         default=Path("results/logs"),
         help="one log per run, and sweep.jsonl (default: results/logs)",
     )
-    p.add_argument("--shard", type=_shard, default=(0, 1), help="I/N: this clone's share")
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        default=(0, 1),
+        help="I/N: this clone's share of the runs (default 0/1: all)",
+    )
     p.add_argument(
         "--fuse",
         type=int,
@@ -376,8 +387,9 @@ def _add_bench(sub: Any) -> None:
     p.add_argument(
         "--step",
         choices=("compiled", "graph"),
-        help="form of the ours_step column (default: train.step on this device; compiled on "
-        "the CPU)",
+        help="form of the ours_step column (default: what train.step runs on this device, "
+        "compiled with auto on CUDA; where that is eager, as auto is on the CPU, compiled: "
+        "the ours_eager column measures eager already)",
     )
     p.add_argument(
         "--shared", type=int, default=0, help="GPU: 1..N processes of each model on one GPU"
@@ -397,12 +409,17 @@ def _add_proof(sub: Any) -> None:
     p = sub.add_parser(
         "proof", help="CUDA checks + benchmark of every model in one call, report after each step"
     )
-    p.add_argument("--out", type=Path, required=True, help="report folder (proof.json, .md)")
+    p.add_argument(
+        "--out", type=Path, default=Path("results/proof"), help="report folder (proof.json, .md)"
+    )
     p.add_argument(
         "--device", choices=("cuda", "cpu"), default="cuda", help="cpu: tiny sizes (default cuda)"
     )
     p.add_argument(
-        "--budget-seconds", type=float, default=480, help="steps that do not fit are skipped"
+        "--budget-seconds",
+        type=float,
+        default=480,
+        help="wall-clock budget; steps that do not fit are skipped",
     )
     p.add_argument(
         "--params",
@@ -420,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = (_add_data_commands, _add_train, _add_report_commands, _add_tools, _add_sweep)
     for add in (*commands, _add_bench, _add_proof):
         add(sub)
+    for name, command in sub.choices.items():  # one paragraph each, and every default shown
+        command.description = DESCRIPTIONS[name]
+        command.formatter_class = HelpFormatter
     return parser
 
 

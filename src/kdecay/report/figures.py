@@ -3,9 +3,10 @@
 * ``lr_schedules``: per row, the schedules the runs use (the original recipe and the k-decay
   schedule of every swept k, through :func:`kdecay.config.schedule_of`).
 * ``ksweep``: final test error against k per dataset, one line per table row, with our
-  original-recipe error and the paper's numbers overlaid.
+  original-recipe error and the paper's numbers overlaid (at the paper's k, a labelled tick
+  even where that k is not swept).
 * ``curves``: test error over epochs: original recipe, k = 1 control and our best k, per
-  (dataset, row) (:mod:`kdecay.report.curves`).
+  (dataset, row), 6.5 in wide for a page's text width (:mod:`kdecay.report.curves`).
 
 Built with ``matplotlib.figure.Figure`` (Agg rendering, no pyplot global state). Missing or
 diverged runs are left out (never drawn as 0); panels without data say "no runs yet".
@@ -162,56 +163,68 @@ def _cell_rows(cells: pd.DataFrame, dataset: str, row: str) -> pd.DataFrame:
     return c[np.isfinite(c["mean_error"])]
 
 
-def _ksweep_figure(config: Config, cells: pd.DataFrame, appendix: pd.DataFrame) -> Figure:
-    ks, rows, datasets = _ks(config), list(config.rows), config.datasets
+def _multi_seed(cells: pd.DataFrame) -> bool:
+    """Whether some cell has two seeds or more (then the sweep draws error bars)."""
+    return bool((pd.to_numeric(cells["n"], errors="coerce") >= 2).any())
+
+
+def claim_ks(appendix: pd.DataFrame, dataset: str, rows: list[str]) -> list[float]:
+    """The k of every k-decay result the paper prints for ``dataset`` and ``rows``, sorted."""
+    a = appendix[(appendix["dataset"] == dataset) & appendix["row"].isin(rows)]
+    a = a[np.isfinite(a["kdecay_err"]) & np.isfinite(a["k"])]
+    return sorted({float(k) for k in a["k"]})
+
+
+def _ksweep_panel(
+    ax: Axes, cells: pd.DataFrame, appendix: pd.DataFrame, key: tuple[str, list[str]], left: float
+) -> tuple[list[float], list[float]]:
+    """Draw one dataset's panel: ours per row, our original recipe, the paper's numbers.
+    Return (the x of every point drawn, the k of each of our k-decay points)."""
+    dataset, rows = key
     colours = mpl.colormaps["tab10"].colors
-    if config.synthetic:  # CIFAR numbers next to synthetic data mislead
-        appendix = appendix.iloc[0:0]
-    left = ks[0] - 0.5  # x of the paper's original-recipe markers
-    n = pd.to_numeric(cells["n"], errors="coerce")
-    multi_seed = bool((n >= 2).any())
-    # at least 7 inches wide: the title and the legend fit even with one dataset
-    fig = Figure(figsize=(max(3.5 * len(datasets) + 0.2, 7.0), 4.4), layout="constrained")
-    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
-    for ax, dataset in zip(axes, datasets, strict=True):
-        ours = 0
-        for i, row in enumerate(rows):
-            col, mk = colours[i % len(colours)], MARKERS[i % len(MARKERS)]
-            c = _cell_rows(cells, dataset, row)
-            kc = c[c["method"] != "original"].dropna(subset=["k"]).sort_values("k")
-            if len(kc) and multi_seed:
-                yerr = np.where(kc["n"] >= 2, kc["std_error"].fillna(0), 0.0)
-                ax.errorbar(kc["k"], kc["mean_error"], yerr, color=col, marker=mk, ms=4, capsize=2)
-            elif len(kc):
-                ax.plot(kc["k"], kc["mean_error"], color=col, marker=mk, ms=4)
-            ours += len(kc)
-            for y in c.loc[c["method"] == "original", "mean_error"]:
-                ax.axhline(y, color=col, ls="--", lw=0.9)
-            a = appendix[(appendix["dataset"] == dataset) & (appendix["row"] == row)]
-            for _, p in a.iterrows():
-                if np.isfinite(p["kdecay_err"]) and np.isfinite(p["k"]):
-                    dx = 0.04 * (i - (len(rows) - 1) / 2)  # equal paper values stay visible
-                    ax.plot(p["k"] + dx, p["kdecay_err"], mfc=col, **STAR)
-                if np.isfinite(p["original_err"]):
-                    ax.plot(left, p["original_err"], mec=col, **PAPER_ORIG)
-        failed = failed_cells(cells, dataset)
-        if failed:
-            _note(ax, "no result: " + "; ".join(failed), 0.12)
-            print(f"figures: {dataset}: no result for " + "; ".join(failed))
-        if not ours and not failed:
-            _note(ax, "no runs yet" + (" (paper values only)" if len(appendix) else ""), 0.5)
-        ax.set(
-            title=DATASET_TITLES.get(dataset, dataset),
-            xlabel="k",
-            ylabel="final test error (%)",
-            xlim=(left - 0.3, ks[-1] + 0.3),
-        )
-        if len(appendix):
-            ax.set_xticks([left, *ks], ["paper\norig.", *(f"{k:g}" for k in ks)])
-        else:
-            ax.set_xticks(ks, [f"{k:g}" for k in ks])
-            ax.set_xlim(ks[0] - 0.3, ks[-1] + 0.3)
-        ax.grid(alpha=0.3)
+    multi_seed = _multi_seed(cells)
+    xs: list[float] = []
+    ours: list[float] = []
+    for i, row in enumerate(rows):
+        col, mk = colours[i % len(colours)], MARKERS[i % len(MARKERS)]
+        c = _cell_rows(cells, dataset, row)
+        kc = c[c["method"] != "original"].dropna(subset=["k"]).sort_values("k")
+        if len(kc) and multi_seed:
+            yerr = np.where(kc["n"] >= 2, kc["std_error"].fillna(0), 0.0)
+            ax.errorbar(kc["k"], kc["mean_error"], yerr, color=col, marker=mk, ms=4, capsize=2)
+        elif len(kc):
+            ax.plot(kc["k"], kc["mean_error"], color=col, marker=mk, ms=4)
+        ours += [float(k) for k in kc["k"]]
+        xs += ours[-len(kc) :] if len(kc) else []
+        for y in c.loc[c["method"] == "original", "mean_error"]:
+            ax.axhline(y, color=col, ls="--", lw=0.9)
+        a = appendix[(appendix["dataset"] == dataset) & (appendix["row"] == row)]
+        for _, p in a.iterrows():
+            if np.isfinite(p["kdecay_err"]) and np.isfinite(p["k"]):
+                x = p["k"] + 0.04 * (i - (len(rows) - 1) / 2)  # equal paper values stay visible
+                ax.plot(x, p["kdecay_err"], mfc=col, **STAR)
+                xs.append(float(x))
+            if np.isfinite(p["original_err"]):
+                ax.plot(left, p["original_err"], mec=col, **PAPER_ORIG)
+                xs.append(left)
+    return xs, ours
+
+
+def _k_axis(ax: Axes, xs: list[float], ticks: list[float], left: float | None) -> None:
+    """An x-range over every drawn x and every tick; ticks labelled with their k at ``ticks``
+    (the swept ks and the paper's), and "paper orig." at ``left`` unless it is None."""
+    every = [*xs, *ticks, *([] if left is None else [left])]
+    ax.set_xlim(min(every) - 0.3, max(every) + 0.3)
+    labels = [f"{k:g}" for k in ticks]
+    if left is None:
+        ax.set_xticks(ticks, labels)
+    else:
+        ax.set_xticks([left, *ticks], ["paper\norig.", *labels])
+
+
+def _ksweep_legend(fig: Figure, rows: list[str], multi_seed: bool, paper: bool) -> None:
+    """The sweep's one legend: the rows' colours, then what each kind of mark means."""
+    colours = mpl.colormaps["tab10"].colors
     handles = [
         Line2D([], [], color=colours[i % len(colours)], marker=MARKERS[i % len(MARKERS)], ms=4)
         for i in range(len(rows))
@@ -219,12 +232,57 @@ def _ksweep_figure(config: Config, cells: pd.DataFrame, appendix: pd.DataFrame) 
     ours_label = "mean ± std over seeds" if multi_seed else "one seed"
     labels = [*rows, f"ours: k-decay ({ours_label})", "ours: original recipe"]
     handles += [Line2D([], [], color="0.3", marker="o", ms=4), Line2D([], [], color="0.3", ls="--")]
-    if len(appendix):
+    if paper:
         labels += ["paper: k-decay at its k", "paper: original recipe"]
         handles += [Line2D([], [], mfc="0.7", **STAR), Line2D([], [], mec="0.3", **PAPER_ORIG)]
-    fig.legend(handles, labels, loc="outside lower center", ncol=3 if len(datasets) > 1 else 2)
+    ncol = 3 if len(fig.axes) > 1 else 2
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol)
+
+
+def _ksweep_figure(config: Config, cells: pd.DataFrame, appendix: pd.DataFrame) -> Figure:
+    """Final test error against k, one panel per dataset, one line per row, with the paper's
+    numbers. The x-range covers every point drawn (the paper's k may lie outside the swept
+    ks) and every k drawn, swept or the paper's, is a labelled tick."""
+    ks, rows, datasets = _ks(config), list(config.rows), config.datasets
+    if config.synthetic:  # CIFAR numbers next to synthetic data mislead
+        appendix = appendix.iloc[0:0]
+    claims = {d: claim_ks(appendix, d, rows) for d in datasets}
+    left = min([*ks, *(k for d in datasets for k in claims[d])]) - 0.5  # the paper's originals
+    # at least 7 inches wide: the title and the legend fit even with one dataset
+    fig = Figure(figsize=(max(3.5 * len(datasets) + 0.2, 7.0), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+    for ax, dataset in zip(axes, datasets, strict=True):
+        xs, ours = _ksweep_panel(ax, cells, appendix, (dataset, rows), left)
+        failed = failed_cells(cells, dataset)
+        if failed:
+            _note(ax, "no result: " + "; ".join(failed), 0.12)
+            print(f"figures: {dataset}: no result for " + "; ".join(failed))
+        if not ours and not failed:
+            _note(ax, "no runs yet" + (" (paper values only)" if len(appendix) else ""), 0.5)
+        ax.set(title=DATASET_TITLES.get(dataset, dataset), xlabel="k")
+        ax.set_ylabel("final test error (%)")
+        ticks = sorted({*ks, *claims[dataset], *ours})  # claim cells' k too (claims.cells)
+        _k_axis(ax, xs, ticks, left if len(appendix) else None)
+        ax.grid(alpha=0.3)
+    _ksweep_legend(fig, rows, _multi_seed(cells), bool(len(appendix)))
     fig.suptitle(figure_title(config, f"{datasets_title(config)}: final test error vs k"))
     return fig
+
+
+def build_figures(
+    config: Config, cells: pd.DataFrame, paper: pd.DataFrame, runs: Path
+) -> dict[str, Figure]:
+    """``{name: Figure}`` of lr_schedules, ksweep and curves, built in the report style
+    (:data:`STYLE`): what :func:`write_figures` writes, for inspection."""
+    with mpl.rc_context(STYLE):
+        curves = curves_figure(config, cells, Path(runs))
+        text = f"{datasets_title(config)}: test error during training (smallest seed)"
+        curves.suptitle(figure_title(config, text))
+        return {
+            "lr_schedules": _lr_figure(config),
+            "ksweep": _ksweep_figure(config, cells, paper),
+            "curves": curves,
+        }
 
 
 def write_figures(
@@ -241,12 +299,8 @@ def write_figures(
     out = Path(out)
     files: dict[Path, bytes] = {}
     with mpl.rc_context(STYLE):
-        files |= _render(_lr_figure(config), out, "lr_schedules")
-        files |= _render(_ksweep_figure(config, cells, paper), out, "ksweep")
-        curves = curves_figure(config, cells, Path(runs))
-        text = f"{datasets_title(config)}: test error during training (smallest seed)"
-        curves.suptitle(figure_title(config, text))
-        files |= _render(curves, out, "curves")
+        for name, fig in build_figures(config, cells, paper, Path(runs)).items():
+            files |= _render(fig, out, name)
     atomic_write_many(files)  # all of them or none
     print(f"figures: wrote {', '.join(p.name for p in files)} under {out}")
     return list(files)
