@@ -47,9 +47,11 @@ test-fast: $(STAMP)
 	$(PYTEST) -m "not slow"
 
 ## what CI runs on each further Python (make test-python PYTHON=python3.13 VENV=.venv-3.13):
-## the fast tests and the front door (make repro, make figures in a fresh copy)
+## the front door (make repro, make figures in a fresh copy) and the CLI and params tests;
+## the rest of the suite runs once, on Debian's own Python, in make test
+FRONT_DOOR_TESTS := tests/test_front_door.py tests/test_cli.py tests/test_config.py
 test-python: $(STAMP)
-	$(PYTEST) -m "not slow or front_door"
+	$(PYTEST) -m "not slow or front_door" $(FRONT_DOOR_TESTS)
 
 ## ruff lint + format check
 lint: $(STAMP)
