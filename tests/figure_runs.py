@@ -1,14 +1,15 @@
 """Designed runs for the figure tests (test_figures, test_figure_print): a narrowed copy of
-params.yaml and run folders (history.csv + metrics.json) with chosen final errors."""
+params.yaml and run folders (history.csv, run.json + metrics.json) with chosen final errors."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
-from kdecay.config import run_folder
+from kdecay.config import Config, RunSpec, load_config, run_folder
 from kdecay.fileio import write_history, write_json
 from tiny_runs import keep_rows, narrow
 
@@ -26,13 +27,25 @@ def figure_params(
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["kdecay"]["ks"] = list(ks)
     keep_rows(params, list(rows))
-    narrow(params, seeds=[0, 1], extra_seeds=[])
+    narrow(params, seeds=[0, 1], claim_seeds=[])
     if "datasets" in changes:
         narrow(params, datasets=changes["datasets"])
     params.update(changes)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
+
+
+@lru_cache
+def _config(params: Path) -> Config:
+    return load_config(params)
+
+
+def run_spec(params: Path, dataset: str, row: str, method: str, seed: int) -> RunSpec:
+    """The spec the params file ``params`` gives the run of folder ``method`` (``original``,
+    ``k<k>``)."""
+    k = None if method == "original" else float(method.removeprefix("k"))
+    return _config(params).run_spec(dataset, row, "original" if k is None else "kdecay", k, seed)
 
 
 def write_run(
@@ -44,9 +57,13 @@ def write_run(
     final: float,
     status: str = "completed",
     epochs: int = 10,
+    params: Path = REPO / "params.yaml",
 ) -> None:
-    """One run folder whose test error is ``final + 40 / epoch`` (best: ``final``), evaluated
-    every other epoch and at the last; a diverged run ends in NaN and has no errors."""
+    """One run folder whose test error is ``final + 40 / epoch`` (best: the last), evaluated
+    every other epoch and at the last; a diverged run ends in NaN and has no errors.
+    run.json and metrics.json carry the config hash and epochs ``params`` gives the run (the
+    history has ``epochs`` epochs all the same)."""
+    spec = run_spec(params, dataset, row, method, seed)
     folder = run_folder(runs, dataset, row, method, seed)
     history = [
         {
@@ -66,19 +83,23 @@ def write_run(
     write_history(folder / "history.csv", history)
     done = status == "completed"
     write_json(
+        folder / "run.json",
+        {"params": 1000, "epochs": spec.epochs, "device": "cpu", "config_hash": spec.config_hash()},
+    )
+    write_json(
         folder / "metrics.json",
         {
             "status": status,
             "final_test_error": history[-1]["test_error"] if done else None,
-            "best_test_error": final if done else None,
+            "best_test_error": history[-1]["test_error"] if done else None,
             "best_epoch": epochs,
             "params": 1000,
-            "epochs": epochs,
-            "epochs_completed": epochs if done else epochs - 1,
+            "epochs": spec.epochs,
+            "epochs_completed": spec.epochs if done else epochs - 1,
             "diverged_epoch": None if done else epochs,
             "wall_seconds": 1.0,
             "images_per_second": 10.0,
             "device": "cpu",
-            "config_hash": "0" * 16,
+            "config_hash": spec.config_hash(),
         },
     )

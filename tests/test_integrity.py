@@ -17,7 +17,7 @@ import torch
 
 from archives import CIFAR10, batch, cifar10_members, tar_archive
 from kdecay.checks import DataError
-from kdecay.config import Config
+from kdecay.config import Config, load_config
 from kdecay.config.yaml_io import read_yaml_mapping
 from kdecay.data.datasets import DATASETS
 from kdecay.data.download import download
@@ -242,19 +242,29 @@ def _report_ws(tmp_path: Path) -> tuple[Path, Path]:
     from kdecay.fileio import write_history, write_json
 
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    narrow(params, datasets=["cifar10"], seeds=[0], extra_seeds=[])
+    narrow(params, datasets=["cifar10"], seeds=[0], claim_seeds=[])
     keep_rows(params, ["wrn16_8"])
     params["rows"]["wrn16_8"]["epochs"] = 3
     params["rows"]["wrn16_8"]["original"]["milestones"] = [1, 2]
     params["kdecay"]["ks"] = [1, 2, 3]  # k = 3: the paper's k for this row
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     runs = tmp_path / "runs"
+    config = load_config(tmp_path / "params.yaml")
     statuses = {"original": "diverged", "k1": "completed", "k2": "completed", "k3": "completed"}
     for method, status in statuses.items():
         folder = run_folder(runs, "cifar10", "wrn16_8", method, 0)
         hist = [{"epoch": e, "lr": 0.1, "test_error": 50.0 - e} for e in (1, 2, 3)]
         write_history(folder / "history.csv", hist)
-        write_json(folder / "metrics.json", {"status": status, "final_test_error": 47.0})
+        k = None if method == "original" else float(method[1:])
+        spec = config.run_spec("cifar10", "wrn16_8", "kdecay" if k else "original", k, 0)
+        ids = {"epochs": 3, "config_hash": spec.config_hash()}
+        write_json(folder / "run.json", ids)
+        result = (
+            {"final_test_error": 47.0, "best_test_error": 47.0, "best_epoch": 3,
+             "epochs_completed": 3}
+            if status == "completed" else {"diverged_epoch": 3}
+        )  # fmt: skip
+        write_json(folder / "metrics.json", {"status": status, **ids, **result})
     (runs / "cifar10" / "wrn16_8" / "k2" / "seed0" / "metrics.json").write_text('{"stat')
     return tmp_path / "params.yaml", runs
 

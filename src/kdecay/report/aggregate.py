@@ -1,8 +1,9 @@
 """Runs -> ``results/summary.csv``: one line per run and one per (dataset, row, method) cell.
 
 The expected set of runs is :meth:`kdecay.config.Config.runs`, so a run that never finished
-shows up as ``missing`` instead of silently shrinking a mean. Errors are test
-error rates in percent after the last epoch.
+shows up as ``missing`` instead of silently shrinking a mean, and a run whose files fail
+their checks (:mod:`kdecay.report.run_files`) as ``corrupt`` with its ``problem``. Errors are
+test error rates in percent after the last epoch.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pandas as pd
 
 from kdecay.config import Config, load_config
 from kdecay.fileio import atomic_write_bytes
-from kdecay.report.summary import read_metrics
+from kdecay.report.run_files import read_run
 
 RUN_COLUMNS = [
     "kind",
@@ -35,6 +36,7 @@ RUN_COLUMNS = [
     "images_per_second",
     "device",
     "config_hash",
+    "problem",
 ]
 INT_COLUMNS = [
     "seed",
@@ -68,27 +70,23 @@ CELL_COLUMNS = [
 
 
 def collect(runs_root: Path, config: Config) -> pd.DataFrame:
-    """One line per expected run, with status ``missing`` where no finished metrics exist."""
+    """One line per expected run, with status ``missing`` where no finished metrics exist and
+    ``corrupt`` (and its ``problem``) where its files fail :func:`kdecay.report.run_files.read_run`:
+    a damaged or forged file, or one of another configuration, is never averaged."""
     lines = []
     for r in config.runs():
+        spec = config.spec(r)
         folder = r.out_dir(runs_root)
+        files = read_run(folder, spec.config_hash(), spec.epochs, r.stage)
+        if files.status == "corrupt":
+            name, _, reason = files.problem.partition(": ")
+            fix = (
+                "" if "dvc repro" in reason else f"; rerun that stage: dvc repro --force {r.stage}"
+            )
+            print(f"aggregate: {folder / name} is corrupt: {reason}{fix}")
         run = {"dataset": r.dataset, "row": r.row, "k": r.k, "seed": r.seed, "method": r.method_dir}
-        m = {
-            **(read_metrics(folder / "run.json") or {}),
-            **(read_metrics(folder / "metrics.json") or {}),
-        }
-        status = m.get("status", "missing")
-        if status not in ("completed", "diverged", "corrupt"):
-            status = "missing"  # e.g. metrics of a run still in progress
         lines.append(
-            {
-                "kind": "run",
-                **run,
-                "status": status,
-                **{
-                    c: m.get(c) for c in RUN_COLUMNS if c not in run and c not in ("kind", "status")
-                },
-            }
+            {"kind": "run", **run, "status": files.status, **files.values, "problem": files.problem}
         )
     df = pd.DataFrame(lines, columns=RUN_COLUMNS)
     df.loc[df["status"] != "completed", ["final_test_error", "best_test_error"]] = math.nan
