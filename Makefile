@@ -26,11 +26,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## run the whole reproduction (every run of both appendix tables, tables, figures):
-## `kdecay check` validates params.yaml and refuses full-size runs without a GPU first;
-## finished runs keep their last checkpoint until dvc.lock records them, then it is removed
+## `kdecay check` validates params.yaml and refuses full-size runs without a GPU first; then
+## look after look (docs/statistics.md): train, `kdecay look --apply` (exit 3: it added seeds
+## to the undecided claims), train again, until every claim is decided or at its last look.
+## TRAIN="kdecay sweep" (Ray) or TRAIN="kdecay sweep --engine slurm ..." trains each look on
+## an engine. Finished runs keep their last checkpoint until dvc.lock records them.
+TRAIN ?= dvc repro
 repro: $(STAMP)
 	kdecay check
-	dvc repro
+	$(TRAIN)
+	@while :; do \
+	  kdecay look --apply; status=$$?; \
+	  [ $$status = 3 ] || break; \
+	  echo "make repro: training the next look ($(TRAIN))"; \
+	  $(TRAIN) || exit $$?; \
+	done; [ $$status = 0 ] || exit $$status
 	kdecay clean-checkpoints
 
 # two pytest workers, each test file on one (its module fixtures are built once): the slow

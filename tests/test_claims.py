@@ -43,24 +43,24 @@ def arm(mean: float, sd: float = 0.15, n: int = 10) -> list[float | None]:
 
 def test_beating_the_original_but_not_k1_is_not_a_yes(tmp_path: Path) -> None:
     both = _claim(tmp_path / "both", 10, {"original": arm(6.0), "k1": arm(6.0), "k3": arm(5.0)})
-    assert both["verdict"].startswith("yes (")  # the test can say yes
+    assert both["verdict"].startswith("yes at look 1 of 3, n=3 (")  # the test can say yes
     line = _claim(tmp_path / "one", 10, {"original": arm(6.0), "k1": arm(5.0), "k3": arm(5.0)})
     assert line["vs_original_p"] < 0.001 and line["vs_k1_p"] > 0.4
-    assert line["verdict"].startswith("not confirmed (")
+    assert line["verdict"].startswith("not confirmed") and line["claim_state"] != "yes"
     assert line["claim_p_iut"] == pytest.approx(line["vs_k1_p"])  # the larger of the two
 
 
 def test_three_diverged_kdecay_seeds_cannot_turn_no_into_yes(tmp_path: Path) -> None:
     """The same seven good seeds are a "yes" if the three others had trained well, and stay
-    "not confirmed" when those three diverged (scored at chance error), never the reverse."""
-    good = arm(4.7, n=7)
-    fine = _claim(tmp_path / "fine", 10, {"original": arm(5.0), "k1": arm(5.0),
-                                         "k3": [*good, *arm(4.7, n=10)[7:]]})  # fmt: skip
-    assert fine["verdict"].startswith("yes (")
+    "not confirmed" when those three diverged (scored at chance error), never the reverse.
+    The three are the first look's seeds (0, 1, 2), the ones a verdict is read from first."""
+    good = arm(4.7, n=10)
+    fine = _claim(tmp_path / "fine", 10, {"original": arm(5.0), "k1": arm(5.0), "k3": good})
+    assert fine["verdict"].startswith("yes at look")
     line = _claim(tmp_path / "diverged", 10, {"original": arm(5.0), "k1": arm(5.0),
-                                             "k3": [*good, None, None, None]})  # fmt: skip
-    assert line["verdict"].startswith("not confirmed (")
-    assert "3 diverged seeds scored at chance error (seeds 7, 8, 9)" in line["verdict"]
+                                             "k3": [None, None, None, *good[3:]]})  # fmt: skip
+    assert line["verdict"].startswith("not confirmed") and line["claim_state"] != "yes"
+    assert "3 diverged seeds scored at chance error (seeds 0, 1, 2)" in line["verdict"]
 
 
 def test_seven_identical_seeds_are_never_a_yes_even_unrounded(tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ def test_seven_identical_seeds_are_never_a_yes_even_unrounded(tmp_path: Path) ->
     lower = [v - 1.0 for v in same]
     line = _claim(tmp_path, 7, {"original": same, "k1": same, "k3": lower})
     assert line["verdict"].startswith("no test (") and "zero spread" in line["verdict"]
-    assert pd.isna(line["claim_p_holm"]) or line["claim_p_holm"] >= 0.05
+    assert line["claim_state"] != "yes"
 
 
 def test_the_summary_keeps_every_float_exactly(tmp_path: Path) -> None:

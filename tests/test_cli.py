@@ -148,8 +148,9 @@ def test_plan_counts_the_default_sweep(capsys) -> None:
     assert cli.main(["plan", "--params", str(ROOT / "params.yaml")]) == 0
     out = capsys.readouterr().out
     total = next(line for line in out.splitlines() if line.startswith("| **total**"))
-    assert "**334**" in total and "**65,404**" in total  # runs and epochs with the claims
+    assert "**134**" in total and "**26,128**" in total  # runs and epochs, the first look
     assert "the sweep with seeds [0] is 82 runs" in out  # the one-seed sweep: 16,192 epochs
+    assert "| **expected GPU-hours, whole plan** |" in out
     assert "Every tested cell reaches 80% for the paper's gain." in out
 
 
@@ -266,7 +267,8 @@ def test_sweep_on_slurm_without_sbatch_says_so(tmp_path: Path, capsys, monkeypat
 
 def test_plan_with_fusion_uses_only_a_gpu_speedup_of_the_same_g(tmp_path: Path, capsys) -> None:
     """`kdecay plan --fuse 4 --bench`: a row measured fused 4 ways on CUDA at 2x the runs one
-    by one gets 9 groups x 4 runs x 164 epochs x 2 s / 2 = 1.64 GPU-h; another G, a CPU
+    by one gets 4 groups (13 runs at the first look) x 4 runs x 164 epochs x 2 s / 2 = 0.73
+    GPU-h; another G, a CPU
     measurement or no measurement give no estimate, and a damaged report exits 2. (The
     report is a hand-made fixture of the bench.json format: it tests the arithmetic.)"""
     model = {"name": "preact_resnet110", "rows": ["preact_resnet110"]}
@@ -279,14 +281,14 @@ def test_plan_with_fusion_uses_only_a_gpu_speedup_of_the_same_g(tmp_path: Path, 
     params = str(ROOT / "params.yaml")
     assert cli.main(["plan", "--params", params, "--fuse", "4", "--bench", str(bench)]) == 0
     out = capsys.readouterr().out
-    assert "| CIFAR-10 | preact_resnet110 | 34 | 9 | 2.00x | 3.1 | 1.6 |" in out
-    assert "| CIFAR-10 | wrn16_8 | 34 | 9 | not measured | 3.8 | n/a |" in out
+    assert "| CIFAR-10 | preact_resnet110 | 13 | 4 | 2.00x | 1.2 | 0.7 |" in out
+    assert "| CIFAR-10 | wrn16_8 | 13 | 4 | not measured | 1.4 | n/a |" in out
     assert cli.main(["plan", "--params", params, "--fuse", "2", "--bench", str(bench)]) == 0
-    assert "| 17 | measured with G = 4 |" in capsys.readouterr().out
+    assert "| 7 | measured with G = 4 |" in capsys.readouterr().out
     report["device"]["type"] = "cpu"
     bench.write_text(json.dumps(report))
     assert cli.main(["plan", "--params", params, "--fuse", "4", "--bench", str(bench)]) == 0
-    assert "| 9 | measured on cpu |" in capsys.readouterr().out
+    assert "| 4 | measured on cpu |" in capsys.readouterr().out
     bench.write_text("{not json")
     assert cli.main(["plan", "--params", params, "--fuse", "4", "--bench", str(bench)]) == 2
     assert "--bench" in capsys.readouterr().err

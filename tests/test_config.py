@@ -5,6 +5,8 @@ params its code reads."""
 from __future__ import annotations
 
 import ast
+import contextlib
+import copy
 import dataclasses
 import re
 from pathlib import Path
@@ -15,7 +17,7 @@ import yaml
 
 from kdecay.config import Config, ConfigError, load_config
 from kdecay.config.yaml_io import read_yaml_mapping
-from tiny_runs import keep_rows
+from tiny_runs import keep_rows, sync_claim_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params.yaml"
@@ -25,7 +27,13 @@ def _raw() -> dict[str, Any]:
     return yaml.safe_load(PARAMS.read_text())
 
 
-def _write(tmp_path: Path, params: dict[str, Any]) -> Path:
+def _write(tmp_path: Path, params: dict[str, Any], sync: bool = True) -> Path:
+    """``params`` as a file; ``sync``: with ``claim_runs`` matching its claims, as
+    ``kdecay look --apply`` would write it (where the rest of params is valid)."""
+    if sync:
+        # a params file broken on purpose is written as it is: the test is about that
+        with contextlib.suppress(ConfigError, TypeError, KeyError, AttributeError):
+            sync_claim_runs(params)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
@@ -134,8 +142,25 @@ def test_the_list_of_runs_is_the_one_dvc_yaml_renders() -> None:
     assert {r.stage: {str(r.out_dir())} for r in runs} == rendered
     assert sum(r.group == "sweep" for r in runs) == 82  # the sweep of one seed
     assert not any(r.row == "wrn28_10_sgdr" and r.method == "original" for r in runs)
-    # the claim runs: 10 original pairs and 9 printed cells x (k = 1, paper's k), 9 seeds each
-    assert len(runs) == 82 + (10 + 2 * 9) * 9
+    # the first look's claim runs: seeds 1 and 2 (seed 0 is the sweep's) of the 8 claims'
+    # originals (not the SGDR row's: its original is its k = 1) and of the 9 claims' k = 1 and
+    # paper's k; no extra seed for an original without a printed claim (CIFAR-100 WRN-28-10)
+    assert len(runs) == 82 + (8 + 9 + 9) * 2
+    stages = {r.stage for r in runs}
+    assert "train_claim_kdecay@cifar100-preact_resnet164-k3.5-seed2" in stages
+    assert "train_claim_original@cifar10-wrn16_8-seed1" in stages
+    assert not any(s.startswith("train_claim_original@cifar100-wrn28_10-") for s in stages)
+
+
+def test_a_claim_runs_list_that_differs_from_the_claims_is_refused(tmp_path: Path) -> None:
+    """Seeds added to a claim by hand (or a stale claim_runs) stop kdecay check with the
+    command that rewrites the list, never a DVC stage list other than the claims'."""
+    params = _raw()
+    params["claims"]["cells"][0]["seeds"] = [0, 1, 2, 3]
+    path = _write(tmp_path, params, sync=False)
+    with pytest.raises(ConfigError, match=r"claim_runs does not list .*kdecay look --apply"):
+        load_config(path)
+    assert len(load_config(_write(tmp_path, params)).runs()) == 134 + 3
 
 
 def test_check_names_a_row_list_that_drifted_from_params(tmp_path: Path) -> None:
@@ -157,7 +182,17 @@ class Recorder:
     def __init__(self, obj: Any, prefix: str, reads: set[str]) -> None:
         self._obj, self._prefix, self._reads = obj, prefix, reads
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        """``dataclasses.asdict`` of an object holding this view (a run's config hash) copies
+        it whole: every key of the section is read, and asdict would have given its dict."""
+        self._reads.add(self._prefix.rstrip("."))
+        if dataclasses.is_dataclass(self._obj):
+            return dataclasses.asdict(self._obj)
+        return copy.deepcopy(self._obj, memo)
+
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy/pickle protocol lookups: not params
+            raise AttributeError(name)
         attr = getattr(type(self._obj), name, None)
         if callable(attr):
             return attr.__get__(self)
@@ -188,9 +223,16 @@ def report_workspace(tmp_path: Path) -> tuple[Config, Path]:
     params = _raw()
     params["data"]["cifar10"]["md5"] = "0" * 32
     path = _write(tmp_path, params)
+    config = load_config(path)
     for method, error in (("k1", 6.0), ("k2", 5.5)):  # two k with a result: a best k to pick
         folder = run_folder(tmp_path / "runs", "cifar10", "preact_resnet110", method, 0)
-        write_json(folder / "metrics.json", {"status": "completed", "final_test_error": error})
+        k = float(method[1:])
+        spec = config.run_spec("cifar10", "preact_resnet110", "kdecay", k, 0)
+        done = {"epochs": spec.epochs, "config_hash": spec.config_hash()}
+        write_json(folder / "run.json", done)
+        write_json(folder / "metrics.json", {"status": "completed", "final_test_error": error,
+                                             "best_test_error": error, "best_epoch": spec.epochs,
+                                             "epochs_completed": spec.epochs, **done})  # fmt: skip
     aggregate(tmp_path / "runs", tmp_path / "summary.csv", path)
     return load_config(path), tmp_path
 
@@ -298,7 +340,7 @@ def test_binary_and_duplicate_keys_are_one_line_errors(tmp_path: Path) -> None:
     ("where", "value", "message"),
     [
         (("seeds",), [2**64], "seeds: each seed must be an integer >= 0 and <="),
-        (("claims", "extra_seeds"), [2**63], "claims.extra_seeds: each seed"),
+        (("claims", "cells", 0, "seeds"), [0, 2**63], "claims.cells[0].seeds: each seed"),
         (("sweep", "cpus_per_run"), 0, "sweep.cpus_per_run"),
         (("rows", "wrn16_8", "optimizer", "lr"), 1e30, "rows.wrn16_8.optimizer.lr"),
         (("rows", "preact_resnet110", "original", "warmup_lr"), 1e6, "warmup_lr"),

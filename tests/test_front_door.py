@@ -76,7 +76,7 @@ def tiny_params(archive_md5: str) -> dict:
     CIFAR-10 only: 11 runs."""
     smoke = yaml.safe_load((ROOT / "params.smoke.yaml").read_text())
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    narrow(params, datasets=["cifar10"], extra_seeds=[])  # the claim stages: in the smoke test
+    narrow(params, datasets=["cifar10"], claim_seeds=[])  # the claim stages: in the smoke test
     params["data"]["cifar10"]["md5"] = archive_md5  # the archive placed by hand
     params["rows"] = smoke["rows"]
     params["kdecay"]["ks"] = [1]

@@ -46,25 +46,35 @@ def keep_rows(params: dict[str, Any], rows: list[str]) -> dict[str, Any]:
         if isinstance(table, dict):
             for row in [r for r in table if r not in rows]:
                 del table[row]
-    return params
+    return sync_claim_runs(params)
 
 
 def narrow(
     params: dict[str, Any],
     datasets: list[str] | None = None,
     seeds: list[int] | None = None,
-    extra_seeds: list[int] | None = None,
+    claim_seeds: list[int] | None = None,
 ) -> dict[str, Any]:
     """``params`` with fewer datasets (and the claims of those only), other ``seeds`` and
-    claim seeds (``claims.extra_seeds``; ``[]``: no claim runs)."""
-    claims = params.setdefault("claims", {"extra_seeds": [], "cells": []})
+    every claim's seeds ``claim_seeds`` (``[]``: no claims cells, so no claim runs), with
+    ``claim_runs`` rewritten to match."""
+    claims = params.setdefault("claims", {"cells": []})
     if datasets is not None:
         params["datasets"] = datasets
         claims["cells"] = [c for c in claims.get("cells", []) if c["dataset"] in datasets]
     if seeds is not None:
         params["seeds"] = seeds
-    if extra_seeds is not None:
-        claims["extra_seeds"] = extra_seeds
+    if claim_seeds == []:
+        claims["cells"] = []
+    elif claim_seeds is not None:
+        for cell in claims["cells"]:
+            cell["seeds"] = list(claim_seeds)
+    return sync_claim_runs(params)
+
+
+def sync_claim_runs(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with ``claim_runs`` as ``kdecay look --apply`` writes it."""
+    params["claim_runs"] = Config.from_mapping(params, check_claim_runs=False).claim_runs_mapping()
     return params
 
 

@@ -104,6 +104,12 @@ def _cmd_plan(a: argparse.Namespace) -> None:
     print_plan(a.params, fuse=a.fuse, bench=a.bench, as_json=a.json)
 
 
+def _cmd_look(a: argparse.Namespace) -> int:
+    from kdecay.sweep.look import look
+
+    return look(a.params, a.summary, a.appendix, a.apply)
+
+
 def _cmd_clean(a: argparse.Namespace) -> None:
     from kdecay.sweep.clean import clean_checkpoints
 
@@ -292,6 +298,14 @@ def _add_tools(sub: Any) -> None:
     p = sub.add_parser("check", help="validate params and this machine before dvc repro")
     _params_arg(p)
     p.set_defaults(func=_cmd_check)
+    p = sub.add_parser("look", help="where each claim stands; --apply: the next look's seeds")
+    p.add_argument("--apply", action="store_true", help="write the next look's seeds into params")
+    summary = Path("results/summary.csv")
+    p.add_argument("--summary", type=Path, default=summary, help=f"default: {summary}")
+    appendix = Path("paper/appendix_tables.csv")
+    p.add_argument("--appendix", type=Path, default=appendix, help=f"default: {appendix}")
+    _params_arg(p)
+    p.set_defaults(func=_cmd_look)
     p = sub.add_parser(
         "clean-checkpoints", help="remove checkpoints of recorded runs and of stale configs"
     )
@@ -449,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -459,4 +473,4 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:
         print(f"interrupted: {interrupt}" if str(interrupt) else "interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status if isinstance(status, int) else 0

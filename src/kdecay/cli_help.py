@@ -46,6 +46,11 @@ DESCRIPTIONS = {
     "check": "Validate params.yaml (every key, every run), compare dvc.yaml's training stages "
     "with the runs of params, and refuse full-size runs on a machine without a GPU, before "
     "anything is downloaded. make repro runs it first.",
+    "look": "Where each printed claim stands in the group-sequential design after the finished "
+    "runs (results/summary.csv): decided yes, stopped for futility, decided no, or going on to "
+    "its next look. --apply writes the next look's seeds into params.yaml (claims.cells[i].seeds "
+    "and claim_runs, comments kept); exit 3 when it added seeds, 0 when nothing is left to "
+    "train, 1 when runs of the current look are missing. make repro repeats dvc repro and this.",
     "clean-checkpoints": "Remove the checkpoints of runs dvc.lock has recorded and of "
     "configurations no longer in params.yaml; the others are kept for resuming.",
     "plan": "Print the runs, epochs, optimizer steps and estimated GPU-hours of params.yaml, "

@@ -8,6 +8,7 @@
 """
 
 from kdecay.checks import ConfigError
+from kdecay.config.claims import ClaimCell, ClaimsSection, StatsSection
 from kdecay.config.loader import Config, load_config
 from kdecay.config.recipes import Optimizer, RowRecipe
 from kdecay.config.runs import (
@@ -25,13 +26,10 @@ from kdecay.config.sections import (
     KDECAY_SCHEDULES,
     PRECISIONS,
     STEP_FORMS,
-    ClaimCell,
-    ClaimsSection,
     DataSection,
     DataSource,
     KdecaySection,
     SmokeSection,
-    StatsSection,
     SweepSection,
     TrainOptions,
 )

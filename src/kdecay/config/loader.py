@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from kdecay.checks import MAX_SEED, ConfigError, check_choice, check_int, check_number
+from kdecay.config.claims import ClaimsSection, StatsSection
 from kdecay.config.reader import Section
 from kdecay.config.recipes import RowRecipe
 from kdecay.config.runs import METHODS, Run, RunSpec
 from kdecay.config.sections import (
-    ClaimsSection,
     DataSection,
     KdecaySection,
     SmokeSection,
-    StatsSection,
     SweepSection,
     TrainOptions,
 )
@@ -32,7 +31,9 @@ from kdecay.data.datasets import DATASETS
 __all__ = ["TOP_LEVEL_KEYS", "Config", "load_config"]
 
 TOP_LEVEL_KEYS = ("data", "datasets", "seeds", "rows", "kdecay", "train", "sweep", "smoke")
-TOP_LEVEL_KEYS += ("synthetic", "claims", "stats")
+TOP_LEVEL_KEYS += ("synthetic", "claims", "stats", "claim_runs")
+CLAIM_GROUPS = {"claim_original": "original", "claim_kdecay": "kdecay"}
+"""Run group -> its part of ``claim_runs`` (the dvc.yaml stage ``train_<group>``)."""
 
 
 def _datasets(s: Section) -> tuple[str, ...]:
@@ -70,27 +71,23 @@ class Config:
     stats: StatsSection = field(default_factory=StatsSection)
 
     @classmethod
-    def from_mapping(cls, raw: dict[str, Any]) -> Config:
-        """Validate a params mapping (as read from YAML) into a :class:`Config`."""
+    def from_mapping(cls, raw: dict[str, Any], *, check_claim_runs: bool = True) -> Config:
+        """Validate a params mapping (as read from YAML) into a :class:`Config`;
+        ``check_claim_runs=False`` only for the command that rewrites ``claim_runs``."""
         s = Section(raw, "", TOP_LEVEL_KEYS)
         rows_raw = s.get("rows")
         if not isinstance(rows_raw, dict) or not rows_raw:
             raise ConfigError("rows must be a non-empty mapping of table rows")
         rows = {str(name): RowRecipe.read(str(name), r) for name, r in rows_raw.items()}
         datasets, seeds = _datasets(s), _seeds(s)
-        claims = ClaimsSection.read(s.get("claims", {}), tuple(rows), datasets)
-        both = sorted(set(seeds) & set(claims.extra_seeds))
-        if both:
-            raise ConfigError(
-                f"claims.extra_seeds repeats seed {both[0]} of seeds: the claim runs already "
-                "have every seed of seeds; list only the extra ones"
-            )
-        return cls(
+        stats = StatsSection.read(s.get("stats", {}))
+        claims = ClaimsSection.read(s.get("claims", {}), tuple(rows), datasets, stats.looks[0])
+        config = cls(
             data=DataSection.read(s.get("data", {})),
             datasets=datasets,
             seeds=seeds,
             claims=claims,
-            stats=StatsSection.read(s.get("stats", {})),
+            stats=stats,
             rows=rows,
             kdecay=KdecaySection.read(s.get("kdecay")),
             train=TrainOptions.read(s.get("train", {})),
@@ -98,6 +95,9 @@ class Config:
             smoke=SmokeSection.read(s.get("smoke", {})),
             synthetic=s.flag("synthetic", False),
         )
+        if check_claim_runs:
+            config.check_claim_runs(s.get("claim_runs", None))
+        return config
 
     def row(self, name: str) -> RowRecipe:
         if name not in self.rows:
@@ -107,7 +107,11 @@ class Config:
     def runs(self) -> list[Run]:
         """Every run the pipeline trains, in table order: per dataset and row, the original
         recipe (not for the SGDR row, whose k = 1 run is SGDR) and every k, each seed; then
-        the claim runs' extra seeds (:class:`~kdecay.config.sections.ClaimsSection`)."""
+        the claims' runs at their seeds the sweep lacks (``claims.cells[i].seeds``)."""
+        sweep = self._sweep_runs()
+        return sweep + self._claim_runs(sweep)
+
+    def _sweep_runs(self) -> list[Run]:
         out = []
         for dataset in self.datasets:
             for recipe in self.rows.values():
@@ -120,21 +124,51 @@ class Config:
                     for method, k in methods
                     for seed in self.seeds
                 ]
-        return out + self._claim_runs()
-
-    def _claim_runs(self) -> list[Run]:
-        extra = self.claims.extra_seeds
-        out = [
-            Run(dataset, recipe.name, "original", None, seed, "claim_original")
-            for dataset in self.datasets
-            for recipe in self.rows.values()
-            if recipe.has_original_stage
-            for seed in extra
-        ]
-        for i, cell in enumerate(self.claims.cells):
-            for group, k in (("claim_control", 1.0), ("claim_kdecay", cell.k)):
-                out += [Run(cell.dataset, cell.row, "kdecay", k, s, group, i) for s in extra]
         return out
+
+    def _claim_runs(self, sweep: list[Run]) -> list[Run]:
+        """Per claim, its arms (original unless the SGDR row, k = 1, the paper's k) at the
+        claim's seeds, less the runs the sweep already has."""
+        have = {run.out_dir() for run in sweep}
+        out = []
+        for cell in self.claims.cells:
+            arms: list[tuple[str, float | None]] = [("kdecay", 1.0), ("kdecay", cell.k)]
+            if self.rows[cell.row].has_original_stage:
+                arms.insert(0, ("original", None))
+            for method, k in arms:
+                for seed in cell.seeds:
+                    group = "claim_original" if method == "original" else "claim_kdecay"
+                    run = Run(cell.dataset, cell.row, method, k, seed, group)
+                    if run.out_dir() not in have:
+                        have.add(run.out_dir())
+                        out.append(run)
+        return out
+
+    def claim_runs_mapping(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """``claim_runs`` as params.yaml holds it for dvc.yaml's ``foreach``: per claim
+        stage, the stage key (``cifar10-wrn16_8-k3-seed1``) -> dataset, row, (k,) seed."""
+        out: dict[str, dict[str, dict[str, Any]]] = {part: {} for part in CLAIM_GROUPS.values()}
+        for run in self._claim_runs(self._sweep_runs()):
+            item: dict[str, Any] = {"dataset": run.dataset, "row": run.row, "seed": run.seed}
+            if run.k is not None:
+                item["k"] = int(run.k) if float(run.k).is_integer() else run.k
+            out[CLAIM_GROUPS[run.group]][run.stage.split("@", 1)[1]] = item
+        return out
+
+    def check_claim_runs(self, raw: Any) -> None:
+        """Refuse a ``claim_runs`` other than :meth:`claim_runs_mapping` (DVC would train
+        what it lists, not what ``claims.cells`` says)."""
+        want = self.claim_runs_mapping()
+        if raw is None and not any(want.values()):
+            return
+        fix = "`kdecay look --apply` rewrites it from claims.cells (comments kept)"
+        if raw is None:
+            raise ConfigError(f"claim_runs is missing: DVC trains the claims' runs from it; {fix}")
+        if _canonical_runs(raw) != _canonical_runs(want):
+            raise ConfigError(
+                "claim_runs does not list the runs of claims.cells (a cell's seeds or k were "
+                f"edited, or a row, seed or k of the sweep changed); {fix}"
+            )
 
     def paper_k(self, dataset: str, row: str) -> float | None:
         """The k of the paper's printed k-decay result of a cell (``claims.cells``)."""
@@ -181,6 +215,22 @@ class Config:
             prepared_dir=self.data.prepared_dir,
             train=self.train,
         )
+
+
+def _canonical_runs(raw: Any) -> Any:
+    """``claim_runs`` in a form where 2 and 2.0 are equal (anything malformed stays unequal)."""
+    if not isinstance(raw, dict):
+        return raw
+    out = {}
+    for part, runs in raw.items():
+        if not isinstance(runs, dict):
+            return raw
+        out[part] = {
+            str(key): tuple(sorted((k, float(v) if k == "k" else v) for k, v in item.items()))
+            if isinstance(item, dict) else item
+            for key, item in runs.items()
+        }  # fmt: skip
+    return out
 
 
 def load_config(path: str | Path = "params.yaml") -> Config:

@@ -47,10 +47,8 @@ class Run:
     """One training run of the pipeline, as ``dvc.yaml`` renders it.
 
     ``group`` names the dvc.yaml stage that trains it: the sweep (``train_original``,
-    ``train_kdecay``: every k, the seeds of ``seeds``) or one of the claim stages, which give
-    the runs carrying the verdicts the seeds of ``claims.extra_seeds`` (``claim_original``;
-    ``claim_control`` and ``claim_kdecay`` per printed cell, ``cell`` its index in
-    ``claims.cells``).
+    ``train_kdecay``: every k, the seeds of ``seeds``) or a claim stage (``claim_original``,
+    ``claim_kdecay``: a claim's arms at its seeds the sweep lacks, listed in ``claim_runs``).
     """
 
     dataset: str
@@ -58,8 +56,7 @@ class Run:
     method: str  # "original" | "kdecay"
     k: float | None
     seed: int
-    group: str = "sweep"  # sweep | claim_original | claim_control | claim_kdecay
-    cell: int | None = None
+    group: str = "sweep"  # sweep | claim_original | claim_kdecay
 
     @property
     def method_dir(self) -> str:
@@ -67,13 +64,15 @@ class Run:
 
     @property
     def stage(self) -> str:
-        """The DVC stage name (``train_kdecay@cifar10-wrn16_8-1.5-0``,
-        ``train_claim_kdecay@cell2-3``)."""
-        if self.group in ("claim_control", "claim_kdecay"):
-            return f"train_{self.group}@cell{self.cell}-{self.seed}"
+        """The DVC stage name: ``train_kdecay@cifar10-wrn16_8-1.5-0`` (the sweep's matrix:
+        dataset, row, k, seed), ``train_claim_kdecay@cifar10-wrn16_8-k3-seed1`` (a claim's
+        ``claim_runs`` key)."""
+        if self.group == "claim_original":
+            return f"train_claim_original@{self.dataset}-{self.row}-seed{self.seed}"
+        if self.group == "claim_kdecay":
+            return f"train_claim_kdecay@{self.dataset}-{self.row}-k{self.k:g}-seed{self.seed}"
         if self.method == "original":
-            prefix = "train_claim_original" if self.group == "claim_original" else "train_original"
-            return f"{prefix}@{self.dataset}-{self.row}-{self.seed}"
+            return f"train_original@{self.dataset}-{self.row}-{self.seed}"
         return f"train_kdecay@{self.dataset}-{self.row}-{self.k:g}-{self.seed}"
 
     def out_dir(self, runs_root: Path = Path("results/runs")) -> Path:

@@ -16,13 +16,10 @@ __all__ = [
     "KDECAY_SCHEDULES",
     "PRECISIONS",
     "STEP_FORMS",
-    "ClaimCell",
-    "ClaimsSection",
     "DataSection",
     "DataSource",
     "KdecaySection",
     "SmokeSection",
-    "StatsSection",
     "SweepSection",
     "TrainOptions",
     "canonical_k",
@@ -188,82 +185,4 @@ class SmokeSection:
             train_images=s.int("train_images", 1000),
             test_images=s.int("test_images", 500),
             seed=s.int("seed", 0, low=0),
-        )
-
-
-@dataclass(frozen=True)
-class ClaimCell:
-    """One printed k-decay result of the appendix: its dataset, row and k."""
-
-    dataset: str
-    row: str
-    k: float
-
-
-@dataclass(frozen=True)
-class ClaimsSection:
-    """``claims``: the runs that carry the verdicts (every original recipe, and per printed
-    cell its k = 1 control and the paper's k) get ``extra_seeds`` beyond ``seeds``."""
-
-    extra_seeds: tuple[int, ...] = ()
-    cells: tuple[ClaimCell, ...] = ()
-
-    @classmethod
-    def read(cls, raw: Any, rows: tuple[str, ...], datasets: tuple[str, ...]) -> ClaimsSection:
-        from kdecay.checks import MAX_SEED, check_int
-
-        s = Section(raw, "claims", ("extra_seeds", "cells"))
-        seeds = s.get("extra_seeds", [])
-        if seeds:
-            seeds = s.unique_list("extra_seeds", "integer seeds >= 0")
-        name = "claims.extra_seeds: each seed"
-        extra = tuple(check_int(v, name, low=0, high=MAX_SEED, error=ConfigError) for v in seeds)
-        cells = s.get("cells", [])
-        if not isinstance(cells, list):
-            raise ConfigError(
-                f"claims.cells must be a YAML list of {{dataset, row, k}}, got {cells!r}"
-            )
-        out = []
-        for i, raw_cell in enumerate(cells):
-            c = Section(raw_cell, f"claims.cells[{i}]", ("dataset", "row", "k"))
-            for key, allowed in (("dataset", datasets), ("row", rows)):
-                if c.get(key) not in allowed:
-                    raise ConfigError(
-                        f"claims.cells[{i}].{key} is {c.get(key)!r}, not one of the "
-                        f"{key}s of params ({', '.join(allowed)}): remove that cell from "
-                        f"claims.cells, or add it to {key}s (DVC trains every listed cell)"
-                    )
-            cell = ClaimCell(
-                dataset=c.get("dataset"),
-                row=c.get("row"),
-                k=canonical_k(c.get("k"), f"claims.cells[{i}].k"),
-            )
-            if cell.k == 1.0:
-                raise ConfigError(
-                    f"claims.cells[{i}]: k = 1 is the control, which every cell gets anyway"
-                )
-            if any((o.dataset, o.row) == (cell.dataset, cell.row) for o in out):
-                raise ConfigError(f"claims.cells[{i}] repeats {cell.dataset}/{cell.row}")
-            out.append(cell)
-        return cls(extra_seeds=extra, cells=tuple(out))
-
-
-@dataclass(frozen=True)
-class StatsSection:
-    """``stats``: how verdicts are decided and planned: one-sided Welch tests at ``alpha``,
-    Holm-corrected over the tested cells, planned for ``power``, assuming ``seed_std`` (the
-    standard deviation of a run's final test error over seeds, in points) per dataset."""
-
-    alpha: float = 0.05
-    power: float = 0.8
-    seed_std: dict[str, float] = field(default_factory=dict)
-
-    @classmethod
-    def read(cls, raw: Any) -> StatsSection:
-        s = Section(raw, "stats", ("alpha", "power", "seed_std"))
-        std = Section(s.get("seed_std", {}), "stats.seed_std", tuple(DATASETS))
-        return cls(
-            alpha=s.number("alpha", 0.05, low=0, low_open=True, high=0.5),
-            power=s.number("power", 0.8, low=0, low_open=True, high=1, high_open=True),
-            seed_std={d: std.number(d, low=0, low_open=True) for d in DATASETS if std.has(d)},
         )

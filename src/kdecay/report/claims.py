@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from kdecay.config import Config, method_dir
-from kdecay.stats.family import CellTest, holm, iut
+from kdecay.stats.family import CellTest, iut
 from kdecay.stats.welch import (
     Comparison,
     Sample,
@@ -27,7 +27,7 @@ from kdecay.stats.welch import (
     welch,
 )
 
-__all__ = ["LineCells", "line_cells", "test_family"]
+__all__ = ["LineCells", "Look", "arm_methods", "finished_seeds", "line_cells", "take_samples"]
 
 Cell = dict[str, Any] | None
 
@@ -37,18 +37,54 @@ def _cell(cells: pd.DataFrame, dataset: str, row: str, method: str) -> Cell:
     return None if hit.empty else hit.iloc[0].to_dict()
 
 
-def _errors(runs: pd.DataFrame, dataset: str, row: str, method: str) -> tuple[dict, list[int]]:
-    """{seed: final error} of the completed runs of one arm, and its diverged seeds."""
+def _errors(
+    runs: pd.DataFrame, dataset: str, row: str, method: str, seeds: tuple[int, ...] | None = None
+) -> tuple[dict, list[int]]:
+    """{seed: final error} of the completed runs of one arm, and its diverged seeds (only
+    ``seeds`` when given: the seeds of a look)."""
     arm = runs[(runs["dataset"] == dataset) & (runs["row"] == row) & (runs["method"] == method)]
     errors, diverged = {}, []
     for _, r in arm.iterrows():
         seed = int(r["seed"])
+        if seeds is not None and seed not in seeds:
+            continue
         if r["status"] == "diverged":
             diverged.append(seed)
         elif r["status"] == "completed":
             value = pd.to_numeric(r["final_test_error"], errors="coerce")
             errors[seed] = float(value) if pd.notna(value) else None
     return errors, diverged
+
+
+@dataclass(frozen=True)
+class Look:
+    """A claim's state: ``index`` of the last look it was tested at (-1: none yet), ``n``
+    seeds per arm there, ``state`` (yes, futile, no, continue, pending), ``p`` its
+    intersection-union p at that look, ``looks`` the design, ``finished`` seeds done."""
+
+    index: int
+    n: int
+    state: str
+    p: float
+    looks: tuple[int, ...]
+    finished: int
+
+    @property
+    def decided(self) -> bool:
+        return self.state in ("yes", "futile", "no")
+
+    @property
+    def needs(self) -> int | None:
+        """Seeds per arm the claim's next look takes (None when decided or after the last)."""
+        if self.decided or self.index + 1 >= len(self.looks):
+            return None
+        return self.looks[self.index + 1]
+
+    def words(self) -> str:
+        """``look 2 of 3, n=6`` (or how far from its first look a pending claim is)."""
+        if self.index < 0:
+            return f"look 1 needs {self.looks[0]} seeds per arm, {self.finished} finished"
+        return f"look {self.index + 1} of {len(self.looks)}, n={self.n}"
 
 
 @dataclass
@@ -64,9 +100,10 @@ class LineCells:
     control: Cell
     at_paper: Cell
     k_cells: dict[float, Cell] = field(default_factory=dict)
+    seeds: tuple[int, ...] = ()  # the claim's seeds, in the order its looks take them
     samples: dict[str, Sample] = field(default_factory=dict)  # original, k1, kdecay
     test: CellTest | None = None
-    p_holm: float = math.nan
+    look: Look | None = None  # where the sequential design stands (:mod:`kdecay.report.looks`)
 
     @property
     def printed(self) -> bool:
@@ -83,19 +120,39 @@ class LineCells:
         return "; ".join(notes)
 
 
-def _samples(runs: pd.DataFrame, line: LineCells) -> dict[str, Sample]:
-    chance = dataset_chance_error(line.dataset)
+def arm_methods(line: LineCells) -> dict[str, str]:
+    """The claim's arms -> run folder names: original (the SGDR row: its k = 1), k1, kdecay."""
     arms = {"original": "original", "k1": method_dir("kdecay", 1.0)}
     if line.sgdr:
         arms["original"] = arms["k1"]
-    out = {
-        name: control_sample(*_errors(runs, line.dataset, line.row, method))
-        for name, method in arms.items()
-    }
     if line.paper_k is not None:
-        kd = _errors(runs, line.dataset, line.row, method_dir("kdecay", line.paper_k))
-        out["kdecay"] = kdecay_sample(kd[0], chance, kd[1])
-    return out
+        arms["kdecay"] = method_dir("kdecay", line.paper_k)
+    return arms
+
+
+def finished_seeds(runs: pd.DataFrame, line: LineCells) -> set[int]:
+    """The seeds at which every arm of the claim has finished (completed or diverged)."""
+    done = None
+    for method in set(arm_methods(line).values()):
+        errors, diverged = _errors(runs, line.dataset, line.row, method)
+        seeds = set(errors) | set(diverged)
+        done = seeds if done is None else done & seeds
+    return done or set()
+
+
+def take_samples(runs: pd.DataFrame, line: LineCells, seeds: tuple[int, ...] | None = None) -> None:
+    """Set the line's arm samples and its claim's test from ``seeds`` (None: every seed)."""
+    chance = dataset_chance_error(line.dataset)
+    out = {}
+    for name, method in arm_methods(line).items():
+        errors, diverged = _errors(runs, line.dataset, line.row, method, seeds)
+        out[name] = (
+            kdecay_sample(errors, chance, diverged)
+            if name == "kdecay"
+            else control_sample(errors, diverged)
+        )
+    line.samples = out
+    line.test = _claim_test(line)
 
 
 def _claim_test(line: LineCells) -> CellTest | None:
@@ -136,19 +193,10 @@ def line_cells(
         if paper_k is None
         else _cell(cells, dataset, row, method_dir("kdecay", paper_k)),
         k_cells={k: _cell(cells, dataset, row, method_dir("kdecay", k)) for k in config.kdecay.ks},
+        seeds=next(
+            (c.seeds for c in config.claims.cells if (c.dataset, c.row) == (dataset, row)),
+            config.seeds,
+        ),
     )
-    line.samples = _samples(runs, line)
-    line.test = _claim_test(line)
+    take_samples(runs, line)
     return line
-
-
-def test_family(lines: list[LineCells]) -> int:
-    """Holm-adjust the claims' p over the printed lines of every table (in place; a claim
-    without a test counts with p = 1, so missing runs never loosen the others); returns the
-    family's size m."""
-    family = [line for line in lines if line.printed]
-    raw = [line.test.p if line.test is not None and line.test.tested else math.nan
-           for line in family]  # fmt: skip
-    for line, adjusted in zip(family, holm(raw), strict=True):
-        line.p_holm = adjusted
-    return len(family)

@@ -18,7 +18,8 @@ from kdecay.checks import ConfigError
 from kdecay.config import Config, load_config
 from kdecay.data.datasets import DATASETS
 from kdecay.fileio import atomic_write_many
-from kdecay.report.claims import LineCells, line_cells, test_family
+from kdecay.report.claims import LineCells, line_cells
+from kdecay.report.looks import replay_looks
 from kdecay.report.render import to_latex, to_markdown
 from kdecay.report.summary import read_csv, read_summary
 from kdecay.report.verdict import claim_text, component_text
@@ -185,7 +186,9 @@ def _table_line(line: LineCells, a: pd.Series, config: Config, m: int) -> dict[s
             for field in ("gain", "se", "p")
         },
         "claim_p_iut": line.test.p if line.test is not None else math.nan,
-        "claim_p_holm": line.p_holm,
+        "claim_state": line.look.state if line.look is not None else "",
+        "claim_look": line.look.index + 1 if line.look is not None else 0,
+        "claim_seeds_per_arm": line.look.n if line.look is not None else 0,
     }
 
 
@@ -200,7 +203,7 @@ def build_tables(
             (appendix["dataset"] == dataset) & appendix["row"].isin(list(config.rows))
         ].iterrows()
     ]
-    m = test_family([line for line, _ in pairs])
+    m = replay_looks([line for line, _ in pairs], runs, config.stats.alpha, config.stats.looks)
     return {
         dataset: pd.DataFrame(
             [_table_line(line, a, config, m) for line, a in pairs if line.dataset == dataset]

@@ -3,10 +3,11 @@
 Per claim: each component (k-decay at the paper's k against the original recipe, against
 k = 1) with our gain beside the paper's, its one-sided Welch p, its two-sided 95% interval and
 whether the paper's gain lies inside it ("size: consistent / smaller / larger than printed");
-then the claim's verdict, which begins with "yes" only when the Holm-adjusted p of its
-intersection-union test is below alpha, with the simultaneous lower bound of the smaller gain
-(Bonferroni at alpha / m, one-sided: all the claims' bounds hold together with probability
->= 1 - alpha) and the failed seeds named.
+then the claim's verdict, which begins with "yes" only when the group-sequential design
+confirmed it (its intersection-union p crossed the Holm step's boundary at some look), with
+the look it was reached at, the repeated simultaneous lower bound of the smaller gain
+(Bonferroni at alpha / m over the claims, spending over the looks: all the claims' bounds at
+every look hold together with probability >= 1 - alpha) and the failed seeds named.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 import math
 
 from kdecay.report.claims import LineCells
-from kdecay.stats.family import interval, simultaneous_bound
+from kdecay.stats.family import interval
+from kdecay.stats.sequential import repeated_bound
 from kdecay.stats.welch import Comparison
 
 __all__ = ["claim_text", "component_text"]
@@ -49,21 +51,37 @@ def _not_testable(line: LineCells) -> str | None:
     return None
 
 
+def _head(line: LineCells) -> str:
+    look = line.look
+    assert look is not None and line.test is not None
+    where = look.words()
+    if look.state == "yes":
+        return f"yes at {where}"
+    if look.state == "futile":
+        return f"not confirmed: futile at {where}"
+    if look.state == "no":
+        return f"not confirmed at the last look: {where}"
+    return f"not confirmed yet: {where}; look {look.index + 2} takes {look.needs} seeds per arm"
+
+
 def claim_text(line: LineCells, alpha: float, m: int) -> str:
-    """The claim's verdict: ``yes`` / ``not confirmed`` with the Holm-adjusted and the IUT p,
-    the simultaneous bound of the smaller gain, and the failed seeds; or why no test."""
+    """The claim's verdict where the sequential design stands (:mod:`kdecay.report.looks`):
+    ``yes`` / ``not confirmed`` with the look, the IUT p at that look, the repeated
+    simultaneous bound of the smaller gain, and the failed seeds; or why no test."""
     failures = line.failures()
     reason = _not_testable(line)
     if reason is not None:
         return reason[:-1] + f"; {failures})" if failures else reason
     assert line.test is not None
-    bounds = [simultaneous_bound(c, alpha, m) for c in line.components.values() if c]
-    low = min(bounds, key=lambda b: b.value)
-    word = "yes" if line.p_holm < alpha else "not confirmed"
-    text = (
-        f"{word} (Holm p={line.p_holm:.3f} over {m} claims, IUT p={line.test.p:.3f}; "
-        f"smaller gain >= {low.value:+.2f}, {low.label}"
-    )
-    if math.isnan(line.p_holm):
-        text = f"not confirmed (no Holm p; IUT p={line.test.p:.3f}"
+    look = line.look
+    if look is None or look.index < 0:
+        where = look.words() if look is not None else "no look"
+        text = f"not confirmed yet ({where}; IUT p={line.test.p:.3f} on the seeds so far"
+        return text + (f"; {failures})" if failures else ")")
+    text = f"{_head(line)} (IUT p={look.p:.3f}, Holm over {m} claims"
+    comps = [c for c in line.components.values() if c is not None and c.tested]
+    if comps:
+        bounds = [repeated_bound(c, alpha, m, look.index, look.looks) for c in comps]
+        low = min(bounds, key=lambda b: b.value)
+        text += f"; smaller gain >= {low.value:+.2f}, {low.label}"
     return text + (f"; {failures})" if failures else ")")

@@ -70,10 +70,13 @@ def render_plan(table: pd.DataFrame) -> str:
 
 
 def power_plan(config: Config, appendix: pd.DataFrame) -> pd.DataFrame:
-    """Per printed k-decay result of the appendix (the tested family): the seeds per arm, the
-    smallest gain detectable with ``stats.power`` at the Holm-corrected level ``alpha / m``
-    given ``stats.seed_std``, the paper's claimed gain and the seeds it needs
-    (:mod:`kdecay.stats.power`: the exact power of the one-sided Welch test)."""
+    """Per printed k-decay result of the appendix (the tested family): the most seeds per arm
+    the looks give it (``stats.looks[-1]``; the sweep's seeds for a result with no claims
+    cell), the smallest gain detectable with ``stats.power`` at the Holm-corrected level
+    ``alpha / m`` with that many seeds in one look, given ``stats.seed_std``, the paper's
+    claimed gain and the seeds it needs (:mod:`kdecay.stats.power`: the exact power of the
+    one-sided Welch test). The simulated power of the sequential design is
+    :mod:`kdecay.sweep.plan_scenarios`'s."""
     from kdecay.stats.power import detectable_gain, seeds_for_power
 
     app = appendix[appendix["dataset"].isin(config.datasets) & appendix["row"].isin(config.rows)]
@@ -83,10 +86,7 @@ def power_plan(config: Config, appendix: pd.DataFrame) -> pd.DataFrame:
     for _, a in printed.iterrows():
         dataset, row, k = a["dataset"], a["row"], float(a["k"])
         claimed = (dataset, row) in {(c.dataset, c.row) for c in config.claims.cells}
-        extra = len(config.claims.extra_seeds) if claimed else 0
-        n_kd = (len(config.seeds) if k in config.kdecay.ks else 0) + extra
-        n_base = len(config.seeds) + (len(config.claims.extra_seeds) if claimed else 0)
-        n = min(n_kd, n_base)
+        n = config.stats.looks[-1] if claimed else len(config.seeds)
         sigma = config.stats.seed_std.get(dataset, math.nan)
         gain = float(a["original_err"]) - float(a["kdecay_err"])
         known = not math.isnan(sigma)
@@ -113,7 +113,8 @@ def render_power(table: pd.DataFrame, power_target: float) -> str:
         return "no printed k-decay result among the configured datasets and rows: no test\n"
     pct = f"{power_target:.0%}"
     lines = [
-        f"| dataset | row | paper k | seeds per arm | seed std | gain detectable at {pct} "
+        f"| dataset | row | paper k | seeds per arm, last look | seed std "
+        f"| gain detectable at {pct} "
         "| paper's gain | seeds it needs |",
         "|---|---|--:|--:|--:|--:|--:|--:|",
     ]
@@ -140,25 +141,25 @@ def render_power(table: pd.DataFrame, power_target: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _design_seeds(config: Config, appendix: pd.DataFrame) -> int:
-    """The seeds per arm of the configured plan: the fewest any claim's arm gets."""
-    table = power_plan(config, appendix)
-    return int(table["seeds"].min()) if len(table) else 0
+def _sweep_hours(config: Config) -> tuple[float, int]:
+    """GPU-hours and runs of the sweep alone (no claim's extra seeds)."""
+    sweep_only = plan(dataclasses.replace(config, claims=ClaimsSection()))
+    return float(sweep_only["gpu_hours"].sum()), int(sweep_only["runs"].sum())
 
 
 def plan_json(config: Config, appendix: pd.DataFrame) -> dict:
-    """``kdecay plan --json``: the run table's totals and the simulated scenarios."""
+    """``kdecay plan --json``: the run table's totals (the runs params.yaml lists now: the
+    current look) and the simulated scenarios of the whole sequential plan."""
     from kdecay.sweep.plan_scenarios import plan_scenarios
 
     table = plan(config)
-    hours = float(table["gpu_hours"].sum())
     return {
         "runs": int(table["runs"].sum()),
         "epochs": int(table["epochs"].sum()),
         "optimizer_steps": int(table["steps"].sum()),
-        "gpu_hours": hours,
+        "gpu_hours": float(table["gpu_hours"].sum()),
         "rows": table.to_dict("records"),
-        **plan_scenarios(config, appendix, hours, _design_seeds(config, appendix)),
+        **plan_scenarios(config, appendix, _sweep_hours(config)[0]),
     }
 
 
@@ -189,13 +190,13 @@ def print_plan(
         return
     table = plan(config)
     print(render_plan(table), end="")
-    sweep_only = plan(dataclasses.replace(config, claims=ClaimsSection()))
-    hours = table["gpu_hours"].sum(), sweep_only["gpu_hours"].sum()
-    runs = int(table["runs"].sum()), int(sweep_only["runs"].sum())
+    sweep_hours, sweep_runs = _sweep_hours(config)
+    runs, hours = int(table["runs"].sum()), float(table["gpu_hours"].sum())
     print(
-        f"\nOf these, the sweep with seeds {list(config.seeds)} is {runs[1]} runs, "
-        f"{hours[1]:.1f} GPU-h; the claim runs' extra seeds add {runs[0] - runs[1]} runs, "
-        f"{hours[0] - hours[1]:.1f} GPU-h.\n"
+        f"\nOf these, the sweep with seeds {list(config.seeds)} is {sweep_runs} runs, "
+        f"{sweep_hours:.1f} GPU-h; the claims' seeds at their current look add "
+        f"{runs - sweep_runs} runs, {hours - sweep_hours:.1f} GPU-h. Later looks add seeds only "
+        "to undecided claims (kdecay look --apply): the expected total is simulated below.\n"
     )
     if fuse is not None:
         from kdecay.sweep.plan_fused import fused_plan, render_fused_plan
@@ -204,5 +205,5 @@ def print_plan(
         print(render_fused_plan(fused_plan(config, fuse, speedups, device), fuse, source))
     app = load_appendix(appendix)
     print(render_power(power_plan(config, app), config.stats.power))
-    scenarios = plan_scenarios(config, app, float(hours[0]), _design_seeds(config, app))
+    scenarios = plan_scenarios(config, app, sweep_hours)
     print(render_scenarios(scenarios), end="")
