@@ -204,7 +204,7 @@ def test_every_subcommand_help_has_a_paragraph_and_shows_its_defaults() -> None:
                     f"kdecay {name} {action.option_strings[0]} hides its default"
                 )
     proof = " ".join(sub.choices["proof"].format_help().split())
-    assert "(default: results/proof)" in proof and "(default: 480" in proof
+    assert "(default: results/proof)" in proof and "(default 540 on cuda" in proof
 
 
 @pytest.mark.parametrize(

@@ -203,9 +203,12 @@ def _cmd_bench(a: argparse.Namespace) -> None:
 
 
 def _cmd_proof(a: argparse.Namespace) -> None:
-    from kdecay.bench.proof import run_proof
+    from kdecay.bench.proof_supervisor import run_proof
 
-    run_proof(a.out, a.device, a.budget_seconds, a.params)
+    if a.resume is not None:
+        run_proof(a.resume, a.device, a.budget_seconds, a.params, resume=True)
+    else:
+        run_proof(a.out, a.device, a.budget_seconds, a.params)
 
 
 def _add_data_commands(sub: Any) -> None:
@@ -432,8 +435,16 @@ def _add_proof(sub: Any) -> None:
     p.add_argument(
         "--budget-seconds",
         type=float,
-        default=480,
-        help="wall-clock budget; steps that do not fit are skipped",
+        default=None,
+        help="wall-clock budget, compile times included; every step and model has a hard "
+        "deadline within it (default 540 on cuda: one 10-minute call; 240 on cpu)",
+    )
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="continue the stopped proof in DIR (its finished steps and models are kept)",
     )
     p.add_argument(
         "--params",

@@ -64,7 +64,9 @@ DESCRIPTIONS = {
     "bench": "Time the training step each run uses, per model at its row's batch size, side "
     "by side with a standard torchvision + DataLoader pipeline in the same process; results "
     "to results/bench/bench.{json,md}.",
-    "proof": "On a GPU machine lent for minutes: the CUDA correctness checks and the benchmark "
-    "of every model in one call, writing proof.json and proof.md after every step. "
-    "--device cpu runs the same sequence with tiny sizes (a dry run).",
+    "proof": "On a GPU machine lent for minutes, in one call: the CUDA correctness checks, "
+    "every model's seconds per epoch (largest share of the plan first), fused groups against "
+    "runs alone, one full epoch of kdecay train, each step under a hard deadline in a "
+    "supervised worker process; proof.md opens with the conclusions. --resume continues a "
+    "stopped proof; --device cpu runs the same sequence with tiny sizes (a dry run).",
 }

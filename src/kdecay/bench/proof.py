@@ -1,30 +1,32 @@
-"""``kdecay proof``: one command that proves the CUDA path and measures every model.
+"""``kdecay proof``: one command that proves the CUDA path and measures every model, made to
+fit one call of a GPU machine lent for minutes (``--budget-seconds``, 540 on CUDA: compile
+times included).
 
-Made for a bare GPU machine lent for minutes (no network, no install; PyTorch, numpy, pandas,
-scipy, matplotlib, pyyaml and tqdm: nothing here imports dvc, ray or submitit). Steps, in order
-of value, each written to ``proof.json`` and ``proof.md`` as soon as it ends, so a run cut off
-by its time limit still returns everything it finished:
+Made for a bare machine (no network, no install; PyTorch, numpy, pandas, scipy, matplotlib,
+pyyaml and tqdm: nothing here imports dvc, ray or submitit). The steps, in order of value, each
+under a hard deadline (:mod:`kdecay.bench.deadline`) that leaves the later steps their share;
+the report (``proof.json``, and ``proof.md`` opening with its conclusions) is written after
+every step and every model, so a call cut off still returns everything it finished:
 
 1. ``environment``: GPU, driver, torch / CUDA / cuDNN versions;
-2. ``correctness``: per model family, the fast path (bf16 + channels_last + the compiled step,
-   and the graphed step on CUDA, TF32 and cudnn.benchmark set as training sets them) follows
-   fp32 eager within the bf16 tolerance, through a resume (:mod:`kdecay.bench.proof_checks`);
-3. ``training``: a smoke-sized run per step form, with its graph breaks, compiled graphs and
-   CUDA-graph counters;
-4. ``bench``: each model of the params at its row's batch: every column of ``kdecay bench``
-   plus ``ours_graph`` on CUDA, compile seconds apart from steady seconds per epoch, and for
-   the thin rows 4 runs fused in one network against the same runs one by one (``--fuse 4``);
-5. ``shared``: two processes of each thin model on one GPU (CUDA only);
-6. ``sweep``: the sweep's device-hours from the measured seconds per epoch.
+2. ``correctness``: per model family, the fast path against fp32 eager through a resume
+   (:func:`kdecay.bench.proof_checks.correctness`), at most 60 s;
+3. ``bench``: every model by its share of the plan's GPU-hours (:mod:`.proof_bench`);
+4. ``fused``: the thin rows fused at G = 4 and 8 on the device against their runs alone;
+5. ``epoch``: one full epoch of ``kdecay train`` with evaluation and checkpoint
+   (:mod:`.proof_runs`);
+6. ``training``: a tiny run per step form with graph breaks, graphs, CUDA-graph events and
+   kernels per step;
+7. ``shared``: two processes of each thin model on one GPU (CUDA only);
+8. ``sweep``: the seconds per epoch for ``params.yaml`` and the plan's GPU-hours at them.
 
-A step that would not fit the remaining ``--budget-seconds`` is listed as skipped, never
-silently dropped. ``--device cpu`` runs the same sequence with tiny sizes (the smoke params),
-which ``make test`` does, so the kit cannot rot before a GPU appears.
+``--resume DIR`` continues a stopped proof: the steps (and bench models) that finished are
+kept, the rest run with a fresh budget. ``--device cpu`` runs the same sequence with the smoke
+models (``make test`` does), so the kit cannot rot before a GPU appears.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 import traceback
@@ -32,131 +34,178 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kdecay.bench.deadline import caused_by_deadline, deadline
 from kdecay.bench.proof_checks import StepSkippedError
-from kdecay.bench.report import fused_lines
-from kdecay.checks import ConfigError, check_number
-from kdecay.fileio import check_writable
+from kdecay.bench.proof_report import render
+from kdecay.checks import ConfigError
 
-__all__ = ["STEPS", "run_proof"]
+__all__ = [
+    "DEFAULT_BUDGET",
+    "MIN_SECONDS",
+    "STEPS",
+    "Proof",
+    "read_report",
+    "run_steps",
+    "write_report",
+]
 
-STEPS = ("environment", "correctness", "training", "bench", "shared", "sweep")
-# the seconds each step needs at least (CUDA, CPU): a step is skipped when less is left
-NEEDS = {
-    "environment": (0, 0),  # always: it says what the other steps ran on
-    "correctness": (90, 60),
-    "training": (60, 30),
-    "bench": (60, 30),
-    "shared": (60, 1),
-    "sweep": (1, 1),
+Log = Callable[[str], None]
+Body = Callable[[dict[str, Any]], Any]
+STEPS = ("environment", "correctness", "bench", "fused", "epoch", "training", "shared", "sweep")
+DEFAULT_BUDGET = {"cuda": 540.0, "cpu": 240.0}
+# per step (CUDA, CPU): the most seconds it may take (None: what the later steps leave)
+CAPS: dict[str, tuple[float | None, float | None]] = {
+    "environment": (30, 30),
+    "correctness": (60, 60),
+    "bench": (None, None),
+    "fused": (60, 40),
+    "epoch": (75, 40),
+    "training": (45, 30),
+    "shared": (None, 5),
+    "sweep": (30, 30),
 }
+MIN_SECONDS = {"cuda": 10.0, "cpu": 3.0}  # a step given less is skipped
+
+
+FINAL_IN_CALL = ("stopped", "crashed", "failed", "skipped")
+"""A step (or bench model) that ended so in this call is not tried again in it."""
 
 
 class Proof:
-    """The report being built; written after every step."""
+    """The report of the current call, as a worker builds it; written after every step (and
+    every bench model), atomically, for the supervisor (:mod:`.proof_supervisor`) to read."""
 
-    def __init__(self, out: Path, device: str, budget: float) -> None:
-        self.out, self.device, self.budget, self.start = out, device, budget, time.monotonic()
-        self.report: dict[str, Any] = {
-            "command": f"kdecay proof --out {out} --device {device} --budget-seconds {budget:g}",
-            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "device": device,
-            "budget_seconds": budget,
-            "steps": {},
-        }
-        out.mkdir(parents=True, exist_ok=True)
+    def __init__(self, out: Path, report: dict[str, Any]) -> None:
+        self.out, self.report = out, report
+        self.device, self.budget = report["device"], float(report["budget_seconds"])
+        self.call = len(report["calls"]) - 1
 
     def left(self) -> float:
-        return self.budget - (time.monotonic() - self.start)
+        """Seconds of the call's budget left (wall clock: a restarted worker counts on)."""
+        return self.budget - (time.time() - self.report["calls"][-1]["started_unix"])
 
-    def step(self, name: str, run: Callable[[], Any], log: Callable[[str], None]) -> Any:
-        """Run one step (or skip it) and write the report; returns its result or None."""
-        need = NEEDS[name][0 if self.device == "cuda" else 1]
-        if self.left() < need:
-            entry: dict[str, Any] = {
-                "status": "skipped",
-                "why": f"{self.left():.0f} s of the budget left, the step needs about {need} s",
-            }
-            result = None
+    def allowed(self, name: str) -> float:
+        """The step's deadline: its cap (earlier steps come first); a step without a cap
+        (bench, shared) gets what leaves every later step still to run its cap, and at least
+        60% of the time left."""
+        col = 0 if self.device == "cuda" else 1
+        cap = CAPS[name][col]
+        if cap is not None:
+            return min(cap, self.left())
+        later = STEPS[STEPS.index(name) + 1 :]
+        steps = self.report["steps"]
+        reserve = sum(CAPS[s][col] or 0 for s in later if steps.get(s, {}).get("status") != "ok")
+        return self.left() - min(reserve, 0.4 * self.left())
+
+    def _kept(self, name: str) -> bool:
+        old = self.report["steps"].get(name, {})
+        if old.get("call") == self.call and old.get("status") in FINAL_IN_CALL:
+            return True  # stopped, crashed or failed in this call: not again in it
+        if name == "environment":
+            return old.get("call") == self.call and old.get("status") == "ok"
+        return old.get("status") == "ok" and (old.get("result") or {}).get("complete", True)
+
+    def step(self, name: str, body: Body, log: Log) -> Any:
+        """Run one step under its deadline (or keep it from earlier in the report)."""
+        old = self.report["steps"].get(name, {})
+        if self._kept(name):
+            log(f"[proof] {name}: {old['status']}, kept from earlier")
+            return old.get("result")
+        # the environment always: it says what the other steps ran on
+        allowed = CAPS[name][0] if name == "environment" else self.allowed(name)
+        result: dict[str, Any] = dict(old.get("result") or {}) if name == "bench" else {}
+        entry: dict[str, Any] = {"status": "running", "call": self.call}
+        if allowed < MIN_SECONDS[self.device]:
+            entry |= {"status": "skipped", "why": f"{self.left():.0f} s of the budget left"}
         else:
-            log(f"[proof] {name} ...")
-            t0 = time.monotonic()
-            try:
-                result = run()
-                entry = {"status": "ok", "result": result}
-            except StepSkippedError as why:
-                result, entry = None, {"status": "skipped", "why": str(why)}
-            except Exception as err:  # a failed step is reported; the next ones still run
-                result = None
-                entry = {"status": "failed", "error": f"{type(err).__name__}: {err}",
-                         "traceback": traceback.format_exc()[-4000:]}  # fmt: skip
-            entry["seconds"] = round(time.monotonic() - t0, 1)
+            log(f"[proof] {name} (at most {allowed:.0f} s) ...")
+            entry |= {"deadline_seconds": round(allowed, 1), "started_unix": time.time()}
+            entry["result"] = result
+            self.report["steps"][name] = entry
+            self.write()
+            entry |= _run(body, result, allowed)
         self.report["steps"][name] = entry
         self.write()
-        log(
-            f"[proof] {name}: {entry['status']}"
-            + (f" ({entry.get('why')})" if "why" in entry else "")
-        )
-        return result
+        why = f" ({entry['why']})" if "why" in entry else ""
+        log(f"[proof] {name}: {entry['status']}{why}")
+        return entry.get("result")
 
     def write(self) -> None:
-        self.report["elapsed_seconds"] = round(time.monotonic() - self.start, 1)
-        (self.out / "proof.json").write_text(json.dumps(self.report, indent=2, default=str) + "\n")
-        (self.out / "proof.md").write_text(render(self.report))
+        """``proof.json`` and ``proof.md``, each replaced atomically."""
+        write_report(self.out, self.report)
 
 
-def render(report: dict[str, Any]) -> str:
-    """The report as Markdown: a line per step, then each step's result."""
-    lines = [f"# kdecay proof ({report['device']})", "", f"`{report['command']}`", ""]
-    lines += ["| step | status | seconds |", "|---|---|--:|"]
-    for name in STEPS:
-        entry = report["steps"].get(name, {"status": "not reached"})
-        lines.append(
-            f"| {name} | {entry['status']} {entry.get('why', '')} | {entry.get('seconds', '')} |"
-        )
-    for name, entry in report["steps"].items():
-        if entry["status"] != "skipped":
-            body = entry.get("result", entry.get("error"))
-            lines += [
-                "",
-                f"## {name}",
-                "",
-                "```",
-                json.dumps(body, indent=1, default=str)[:6000],
-                "```",
-            ]
-            if name == "bench" and isinstance(body, dict):
-                lines += fused_lines(body.get("models", []))
-    return "\n".join(lines) + "\n"
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    """Write ``out/proof.json`` and ``out/proof.md`` (atomically), the elapsed time updated."""
+    call = report["calls"][-1]
+    call["elapsed_seconds"] = round(time.time() - call["started_unix"], 1)
+    report["elapsed_seconds"] = round(sum(c.get("elapsed_seconds", 0) for c in report["calls"]), 1)
+    for name, text in (
+        ("proof.json", json.dumps(report, indent=2, default=str) + "\n"),
+        ("proof.md", render(report)),
+    ):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out / name)
 
 
-def run_proof(
-    out_dir: Path,
-    device: str = "cuda",
-    budget_seconds: float = 480,
-    params_file: Path | None = None,
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Run the proof's steps on ``device`` within ``budget_seconds``; returns the report."""
-    import torch
+def _run(body: Body, result: dict[str, Any], allowed: float) -> dict[str, Any]:
+    """The step's outcome: ok, stopped at its deadline (partial result kept), skipped or
+    failed (with the error; the next steps still run)."""
+    t0 = time.monotonic()
+    try:
+        with deadline(allowed):
+            out = body(result)
+        entry: dict[str, Any] = {"status": "ok", "result": out if out is not None else result}
+    except StepSkippedError as why:
+        entry = {"status": "skipped", "why": str(why)}
+    except Exception as err:
+        if caused_by_deadline(err):
+            why = f"stopped at its deadline of {allowed:.0f} s; partial figures kept"
+            return {"status": "stopped", "why": why, "result": result,
+                    "seconds": round(time.monotonic() - t0, 1)}  # fmt: skip
+        entry = {"status": "failed", "error": f"{type(err).__name__}: {err}", "result": result,
+                 "traceback": traceback.format_exc()[-4000:]}  # fmt: skip
+    entry["seconds"] = round(time.monotonic() - t0, 1)
+    return entry
 
-    from kdecay.bench import proof_checks as checks
 
-    budget = check_number(
-        budget_seconds, "--budget-seconds", low=0, low_open=True, error=ConfigError
-    )
-    check_writable(Path(out_dir), "proof's report folder (kdecay proof --out)")
-    if device == "cuda" and not torch.cuda.is_available():
+def read_report(out: Path) -> dict[str, Any]:
+    """The report in ``out`` (``proof.json``), checked."""
+    path = out / "proof.json"
+    try:
+        report = json.loads(path.read_text())
+        if not isinstance(report.get("steps"), dict) or not isinstance(report.get("calls"), list):
+            raise ValueError("no steps or calls")
+    except (OSError, ValueError, RecursionError) as err:
         raise ConfigError(
-            "kdecay proof --device cuda: no CUDA device is visible here; --device cpu runs "
-            "the same sequence with tiny sizes"
-        )
-    root = Path(__file__).resolve().parents[3]
-    params = params_file or root / ("params.yaml" if device == "cuda" else "params.smoke.yaml")
-    proof = Proof(Path(out_dir), device, budget)
-    proof.step("environment", lambda: checks.environment(device), log)
-    proof.step("correctness", lambda: checks.correctness(device), log)
-    proof.step("training", lambda: checks.training_forms(device), log)
-    bench = proof.step("bench", lambda: checks.bench_models(params, device, proof, log), log)
-    proof.step("shared", lambda: checks.shared(params, device), log)
-    proof.step("sweep", lambda: checks.sweep_hours(params, device, bench), log)
+            f"kdecay proof --resume {out}: {path} is not a proof report ({err}); run the "
+            "proof without --resume to start a new one"
+        ) from err
+    return report
+
+
+def run_steps(out: Path, params: Path, log: Log = print) -> dict[str, Any]:
+    """The worker: every step not yet done, in order, into the report in ``out``."""
+    from kdecay.bench import proof_checks as checks
+    from kdecay.bench import proof_runs as runs
+    from kdecay.bench.proof_bench import bench_models, measured_plan
+
+    proof = Proof(out, read_report(out))
+    device = proof.device
+    fast = checks.proof_runtime(device, "compiled", fast=True)
+    fp32 = checks.proof_runtime(device, "eager", fast=False)
+    kw = {"warmup": 1, "passes": 2, "steps": 20 if device == "cuda" else 2}
+    steps: dict[str, Body] = {
+        "environment": lambda r: checks.environment(device),
+        "correctness": lambda r: checks.correctness(device, r),
+        "bench": lambda r: bench_models(params, fast, kw, r, proof, log),
+        "fused": lambda r: runs.fused_groups(params, fp32, kw["steps"] // 2, r, log),
+        "epoch": lambda r: runs.full_epoch(params, device, r, log),
+        "training": lambda r: checks.training_forms(device, r),
+        "shared": lambda r: checks.shared(params, device),
+        "sweep": lambda r: measured_plan(params, proof.report),
+    }
+    for name in STEPS:
+        proof.step(name, steps[name], log)
     return proof.report

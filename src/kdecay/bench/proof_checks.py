@@ -12,12 +12,22 @@ from typing import Any
 
 import torch
 
-from kdecay.bench.pipelines import bench_ours, synthetic_data
+from kdecay.bench.pipelines import synthetic_data
 from kdecay.config import Config, TrainOptions, load_config
 from kdecay.models import build_from_spec
 from kdecay.train import Runtime, Trainer, runtime_for
 
-__all__ = ["FAMILIES", "StepSkippedError", "correctness", "environment", "training_forms"]
+__all__ = [
+    "FAMILIES",
+    "StepSkippedError",
+    "checked",
+    "correctness",
+    "environment",
+    "kernels_per_step",
+    "proof_runtime",
+    "shared",
+    "training_forms",
+]
 
 FAMILIES: dict[str, dict[str, Any]] = {  # a tiny member of every model family
     "preact_basic": {"family": "preact_resnet", "depth": 8, "base_width": 8},
@@ -90,7 +100,7 @@ def _epoch(trainer: Trainer) -> list[float]:
     return [float(trainer.train_step(x, y)[0]) for x, y in trainer.train_loader]
 
 
-def _runtime(device: str, step: str, fast: bool) -> Runtime:
+def proof_runtime(device: str, step: str, fast: bool) -> Runtime:
     """The runtime training would use (TF32, cudnn.benchmark set as training sets them)."""
     cuda = device == "cuda"
     options = TrainOptions(
@@ -105,45 +115,72 @@ def _runtime(device: str, step: str, fast: bool) -> Runtime:
     return runtime
 
 
-def correctness(device: str) -> dict[str, Any]:
+def correctness(device: str, out: dict[str, Any]) -> dict[str, Any]:
     """Per family and fast form: the loss trajectory over three epochs (a resume into a fresh
     Trainer after epoch 2) against fp32 eager; within ``0.02 + 2% |loss|`` (bf16 + TF32) on
-    CUDA, ``0.01 + 1%`` (fp32) on the CPU."""
+    CUDA, ``0.01 + 1%`` (fp32) on the CPU. Every family in the compiled form (the sweep's
+    step on CUDA) first, then in the graphed form (CUDA); ``out`` is filled check by check."""
     forms = ("compiled", "graph") if device == "cuda" else ("compiled",)
     abs_tol = rel_tol = 0.02 if device == "cuda" else 0.01
-    out: dict[str, Any] = {}
-    for family, model in FAMILIES.items():
-        ref_trainer = _trainer(model, _runtime(device, "eager", fast=False))
-        ref = [loss for _ in range(EPOCHS) for loss in _epoch(ref_trainer)]
-        for form in forms:
-            first = _trainer(model, _runtime(device, form, fast=True))
-            fast = [loss for _ in range(EPOCHS - 1) for loss in _epoch(first)]
-            resumed = _trainer(model, _runtime(device, form, fast=True), seed=1)
-            resumed.load_state(first.state())  # other initial weights, then the checkpoint
-            fast += _epoch(resumed)
-            gaps = [
-                abs(a - b) - (abs_tol + rel_tol * abs(b)) for a, b in zip(fast, ref, strict=True)
-            ]
-            out[f"{family}/{form}"] = {
-                "steps": len(ref),
-                "max_abs_gap": max(abs(a - b) for a, b in zip(fast, ref, strict=True)),
-                "within_tolerance": max(gaps) <= 0,
-                "tolerance": f"{abs_tol} + {rel_tol} x |loss|",
-            }
-    out["all_within_tolerance"] = all(v["within_tolerance"] for v in out.values())
+    out["planned"] = [f"{family}/{form}" for form in forms for family in FAMILIES]
+    refs: dict[str, list[float]] = {}
+    for form, (family, model) in ((f, fm) for f in forms for fm in FAMILIES.items()):
+        if family not in refs:
+            ref_trainer = _trainer(model, proof_runtime(device, "eager", fast=False))
+            refs[family] = [loss for _ in range(EPOCHS) for loss in _epoch(ref_trainer)]
+        ref = refs[family]
+        first = _trainer(model, proof_runtime(device, form, fast=True))
+        fast = [loss for _ in range(EPOCHS - 1) for loss in _epoch(first)]
+        resumed = _trainer(model, proof_runtime(device, form, fast=True), seed=1)
+        resumed.load_state(first.state())  # other initial weights, then the checkpoint
+        fast += _epoch(resumed)
+        gaps = [abs(a - b) - (abs_tol + rel_tol * abs(b)) for a, b in zip(fast, ref, strict=True)]
+        out[f"{family}/{form}"] = {
+            "steps": len(ref),
+            "max_abs_gap": max(abs(a - b) for a, b in zip(fast, ref, strict=True)),
+            "within_tolerance": max(gaps) <= 0,
+            "tolerance": f"{abs_tol} + {rel_tol} x |loss|",
+        }
+        out["all_within_tolerance"] = all(out[c]["within_tolerance"] for c in checked(out))
     return out
 
 
-def training_forms(device: str) -> dict[str, Any]:
+def checked(out: dict[str, Any]) -> list[str]:
+    """The correctness checks that ran (of ``out["planned"]``)."""
+    return [c for c in out.get("planned", []) if c in out]
+
+
+def kernels_per_step(trainer: Trainer, steps: int = 3) -> dict[str, float]:
+    """What one training step launches, from the profiler over ``steps`` steps: CUDA kernels
+    (on CUDA) and ``aten`` operators (nested ones included) per step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if trainer.device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    batches = iter(trainer.train_loader)
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            trainer.train_step(*next(batches))
+        trainer.runtime.sync()
+    events = prof.events()
+    out = {"aten_ops": sum(e.name.startswith("aten::") for e in events) / steps}
+    if trainer.device.type == "cuda":
+        cuda = torch.autograd.DeviceType.CUDA
+        out["cuda_kernels"] = sum(e.device_type == cuda for e in events) / steps
+    return out
+
+
+def training_forms(device: str, out: dict[str, Any]) -> dict[str, Any]:
     """A smoke-sized run (two epochs with their partial batches) per step form, with what
-    Dynamo and Inductor counted: graph breaks, graphs compiled, CUDA-graph events."""
+    Dynamo and Inductor counted (graph breaks, graphs compiled, CUDA-graph events: a skipped
+    CUDA graph shows as ``cudagraph_skips``) and the kernels one step launches."""
     from torch._dynamo.utils import counters
 
     forms = ("eager", "compiled", "graph") if device == "cuda" else ("eager", "compiled")
-    out = {}
     for form in forms:
         counters.clear()
-        trainer = _trainer(FAMILIES["preact_basic"], _runtime(device, form, fast=True))
+        trainer = _trainer(FAMILIES["preact_basic"], proof_runtime(device, form, fast=True))
         t0 = time.perf_counter()
         losses = _epoch(trainer) + _epoch(trainer)
         out[form] = {
@@ -152,69 +189,18 @@ def training_forms(device: str) -> dict[str, Any]:
             "graph_breaks": sum(counters["graph_break"].values()),
             "graphs_compiled": counters["stats"].get("unique_graphs", 0),
             "cudagraph_events": {k: v for k, v in counters["inductor"].items() if "cudagraph" in k},
+            "per_step": kernels_per_step(trainer),
         }
     return out
-
-
-THIN = ("preact_resnet110", "preact_resnet164", "densenet_bc100_k12")
-"""The launch-bound rows: several runs share a GPU, or train fused (``FUSE`` at a time)."""
-FUSE = 4
-
-
-def bench_models(params: Path, device: str, proof: Any, log: Any) -> dict[str, Any]:
-    """Every distinct model of ``params`` at its row's batch, one at a time, the partial
-    report written after each (the thin rows also ``FUSE`` runs fused against one by one); a
-    model that no longer fits the budget is listed as skipped."""
-    from kdecay.bench.run import _bench_target
-    from kdecay.bench.targets import select_targets
-    from kdecay.bench.timing import measure_peak_flops
-
-    config = load_config(params)
-    runtime = dataclasses.replace(_runtime(device, "compiled", fast=True))
-    kw = {"warmup": 1, "passes": 2, "steps": 20 if device == "cuda" else 2}
-    peak = measure_peak_flops(runtime.device)
-    results: list[dict[str, Any]] = []
-    skipped: list[str] = []
-    report = {"peak": peak, "settings": kw, "models": results, "skipped": skipped}
-    last = 0.0
-    for target in select_targets(config, None):
-        if proof.left() < max(last * 1.2, 10):
-            skipped.append(f"{target.name}: {proof.left():.0f} s of the budget left")
-            continue
-        t0 = time.monotonic()
-        fuse = FUSE if target.name in THIN else 0
-        entry = _bench_target(target, runtime, kw, peak["flops"], log, fuse)
-        if device == "cuda":
-            graph = dataclasses.replace(runtime, step="graph")
-            entry["ours_graph"] = bench_ours(target.spec, graph, **kw)
-        entry["ours_compiled"] = entry.pop("ours_step")
-        results.append(entry)
-        last = time.monotonic() - t0
-        proof.report["steps"]["bench"] = {"status": "running", "result": report}
-        proof.write()
-    return report
 
 
 def shared(params: Path, device: str) -> Any:
     """Two processes of each thin model on one GPU (``kdecay bench --shared 2``)."""
     if device != "cuda":
         raise StepSkippedError("several processes on one GPU: CUDA only")
+    from kdecay.bench.proof_bench import THIN
     from kdecay.bench.shared import bench_shared
     from kdecay.bench.targets import select_targets
 
     targets = select_targets(load_config(params), list(THIN))
     return [bench_shared(t, 2, 5, 20, "compiled") for t in targets]
-
-
-def sweep_hours(params: Path, device: str, bench: dict[str, Any] | None) -> Any:
-    """The sweep's device-hours from the measured seconds per epoch (``kdecay plan``'s runs)."""
-    if not bench or not bench["models"]:
-        raise StepSkippedError("no model was measured")
-    from kdecay.bench.report import sweep_estimate
-    from kdecay.bench.targets import select_targets
-
-    config = load_config(params)
-    names = {m["name"] for m in bench["models"]}
-    targets = [t for t in select_targets(config, None) if t.name in names]
-    models = [m | {"ours_step": m["ours_compiled"]} for m in bench["models"]]
-    return sweep_estimate(config, targets, models, torch.device(device))

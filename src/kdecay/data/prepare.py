@@ -32,7 +32,14 @@ from kdecay.fileio import load_error_reason
 if TYPE_CHECKING:  # torch is imported where it is used: an archive is verified without it
     import torch
 
-__all__ = ["PreparedData", "channel_stats", "load_prepared", "prepare", "prepared_path"]
+__all__ = [
+    "PreparedData",
+    "channel_stats",
+    "load_prepared",
+    "prepare",
+    "prepared_path",
+    "save_prepared",
+]
 
 FORMAT_VERSION = 2  # 2: a sha256 of the content is stored with it
 
@@ -120,7 +127,7 @@ def prepare(dataset: str, raw_dir: Path, out_dir: Path, md5: str | None = None) 
     _verify_archive(archive, info, dataset, (md5 or info.md5).lower())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = prepared_path(dataset, out_dir)
+    prepared_path(dataset, out_dir)  # checks the name
     for leftover in out_dir.glob(f".{dataset}-extract-*"):  # of a prepare killed mid-way
         print(f"removing {leftover}, left by an interrupted prepare")
         shutil.rmtree(leftover, ignore_errors=True)
@@ -142,23 +149,32 @@ def prepare(dataset: str, raw_dir: Path, out_dir: Path, md5: str | None = None) 
         torch.from_numpy(a) for a in (train_images, train_labels, test_images, test_labels)
     )
     mean, std = channel_stats(train_images)
+    data = PreparedData(train_images, train_labels, test_images, test_labels, classes, mean, std)
+    return save_prepared(data, dataset, out_dir)
+
+
+def save_prepared(data: PreparedData, dataset: str, out_dir: Path) -> Path:
+    """Write ``data`` as ``out_dir/<dataset>.pt`` (atomically, with its content hash); the
+    file :func:`load_prepared` reads and training uses."""
+    out = prepared_path(dataset, Path(out_dir))
+    out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format_version": FORMAT_VERSION,
         "dataset": dataset,
-        "train_images": train_images.contiguous(),
-        "train_labels": train_labels.contiguous(),
-        "test_images": test_images.contiguous(),
-        "test_labels": test_labels.contiguous(),
-        "classes": classes,
-        "mean": list(mean),
-        "std": list(std),
+        "train_images": data.train_images.contiguous(),
+        "train_labels": data.train_labels.contiguous(),
+        "test_images": data.test_images.contiguous(),
+        "test_labels": data.test_labels.contiguous(),
+        "classes": list(data.classes),
+        "mean": list(data.mean),
+        "std": list(data.std),
     }
     payload["sha256"] = content_sha256(payload)
     _save_atomic(payload, out)
     print(
-        f"wrote {out}: {len(train_labels)} train / {len(test_labels)} test images, "
-        f"{len(classes)} classes, mean {tuple(round(m, 4) for m in mean)}, "
-        f"std {tuple(round(s, 4) for s in std)}"
+        f"wrote {out}: {len(data.train_labels)} train / {len(data.test_labels)} test images, "
+        f"{len(data.classes)} classes, mean {tuple(round(m, 4) for m in data.mean)}, "
+        f"std {tuple(round(s, 4) for s in data.std)}"
     )
     return out
 

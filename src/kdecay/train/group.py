@@ -53,7 +53,15 @@ from kdecay.train.run import (
 from kdecay.train.runtime import runtime_for
 from kdecay.train.trainer import Trainer
 
-__all__ = ["Member", "MemberRun", "check_fusable", "has_dropout", "member_runs", "train_group"]
+__all__ = [
+    "Member",
+    "MemberRun",
+    "check_fusable",
+    "has_dropout",
+    "member_runs",
+    "stack_members",
+    "train_group",
+]
 
 Log = Callable[[str], None]
 
@@ -148,7 +156,7 @@ def _resume(members: list[Member], log: Log) -> None:
             log(f"[{m.spec.label}] resuming from {path} after epoch {target}")
 
 
-def _stack(members: list[Member]) -> tuple[FusedStep, FusedLoader]:
+def stack_members(members: list[Member]) -> tuple[FusedStep, FusedLoader]:
     """The fused step and loader of ``members`` from their trainers' current state
     (weights, batch norm statistics, momentum, loader position)."""
     spec = members[0].spec
@@ -177,7 +185,7 @@ def _train(members: list[Member], stages: list[str], log: Log) -> None:
     active = [m for m in members if m.to_train]
     epochs_run, session_seconds = 0, 0.0
     while active:
-        step, loader = _stack(active)
+        step, loader = stack_members(active)
         group_epoch = GroupEpoch(step, loader, active)
         while all(m.to_train for m in active):
             records = group_epoch.run()
