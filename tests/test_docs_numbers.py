@@ -59,3 +59,41 @@ def test_the_check_finds_a_stale_number(capsys: pytest.CaptureFixture[str]) -> N
     for stale in ("16,192 epochs", "7,973,272 optimizer steps", "56.7 GPU-hours"):
         match = STATED.search(stale)
         assert match and float(match[1].replace(",", "")) not in printed, stale
+
+
+GPU_REPORT = ROOT / "docs" / "gpu" / "proof-h200.json"
+
+
+def _gpu_figures() -> set[str]:
+    """The figures of the committed H200 proof report, formatted as the README states them."""
+    import json
+
+    steps = json.loads(GPU_REPORT.read_text())["steps"]
+    models = {m["name"]: m for m in steps["bench"]["result"]["models"]}
+    figures = {
+        f"{m[col]['seconds_per_epoch']:.2f}"
+        for m in models.values()
+        for col in ("ours_compiled", "ours_eager", "standard_amp")
+        if m.get(col)
+    }
+    env = steps["environment"]["result"]
+    figures |= {".".join(env["torch"].split(".")[:2]), env["cuda"]}
+    figures.add(f"{models['densenet_bc100_k12']['deadline_seconds']:.0f} s")
+    figures.add(f"{steps['epoch']['result']['wall_seconds']:.1f}")
+    for row in steps["fused"]["result"].values():
+        for group in row["groups"].values() if isinstance(row, dict) else []:
+            figures.add(f"{group['speedup_vs_alone_eager']:.2f}x")
+    return figures
+
+
+def test_the_readme_gpu_figures_are_the_committed_proof_reports() -> None:
+    """Every figure the README's GPU section states with decimals (seconds per epoch, the
+    epoch's seconds, fused speed-ups) is one of docs/gpu/proof-h200.json, and back."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## The GPU proof")[1].split("\n## ")[0]
+    stated = set(re.findall(r"\b\d+\.\d+x?", section))
+    figures = _gpu_figures()
+    assert stated - figures == set(), "README states GPU figures the proof report lacks"
+    decimals = {f for f in figures if re.fullmatch(r"\d+\.\d+x?", f)}
+    assert decimals - stated == set(), "the proof report has figures the README leaves out"
+    assert all(f in section for f in figures - decimals)
