@@ -22,16 +22,15 @@ import torch
 from kdecay.bench.deadline import DeadlineError, caused_by_deadline, deadline
 from kdecay.bench.fused import bench_fused
 from kdecay.bench.pipelines import bench_ours, bench_standard
+from kdecay.bench.proof_checks import THIN, StepSkippedError
 from kdecay.bench.targets import BenchTarget, select_targets
 from kdecay.bench.timing import free, measure_peak_flops
 from kdecay.config import Config, load_config
 from kdecay.models import build_from_spec, count_params, forward_macs
 from kdecay.train import Runtime
 
-__all__ = ["FUSE", "THIN", "bench_models", "by_plan_share", "measured_plan", "plan_hours"]
+__all__ = ["FUSE", "bench_models", "by_plan_share", "measured_plan", "plan_hours"]
 
-THIN = ("preact_resnet110", "preact_resnet164", "densenet_bc100_k12")
-"""The launch-bound rows: several runs share a GPU, or train fused (``FUSE`` at a time)."""
 FUSE = 4
 MIN_MODEL_S = 30.0  # a model is given at least this (or what is left), first models first
 
@@ -204,8 +203,6 @@ def measured_plan(params: Path, report: dict[str, Any]) -> dict[str, Any]:
         for row in model.get("rows", []) if speed else []:
             seconds[row], source[row] = round(speed[0], 3), speed[1]
     if not seconds:
-        from kdecay.bench.proof_checks import StepSkippedError
-
         raise StepSkippedError("no model was measured")
     targets = dict(config.sweep.seconds_per_epoch)
     at_measured = plan_hours(config, targets | seconds)

@@ -19,6 +19,7 @@ from kdecay.train import Runtime, Trainer, runtime_for
 
 __all__ = [
     "FAMILIES",
+    "THIN",
     "StepSkippedError",
     "checked",
     "correctness",
@@ -41,6 +42,8 @@ FAMILIES: dict[str, dict[str, Any]] = {  # a tiny member of every model family
     "densenet_bc": {"family": "densenet_bc", "depth": 10, "growth_rate": 6},
 }
 BATCH, FULL_BATCHES, PARTIAL, EPOCHS = 16, 8, 5, 3
+THIN = ("preact_resnet110", "preact_resnet164", "densenet_bc100_k12")
+"""The launch-bound rows: several runs share a GPU, or train fused."""
 
 
 class StepSkippedError(Exception):
@@ -198,7 +201,6 @@ def shared(params: Path, device: str) -> Any:
     """Two processes of each thin model on one GPU (``kdecay bench --shared 2``)."""
     if device != "cuda":
         raise StepSkippedError("several processes on one GPU: CUDA only")
-    from kdecay.bench.proof_bench import THIN
     from kdecay.bench.shared import bench_shared
     from kdecay.bench.targets import select_targets
 

@@ -1,7 +1,7 @@
 """The training steps of ``kdecay proof``: fused groups trained on the device against the
 same runs alone, and one full epoch of ``kdecay train``.
 
-``fused``: for each thin row (:data:`kdecay.bench.proof_bench.THIN`), runs of seeds 0..7 are
+``fused``: for each thin row (:data:`kdecay.bench.proof_checks.THIN`), runs of seeds 0..7 are
 trained alone (eager step, fp32) for two short epochs, then the first G = 4 and all G = 8 of
 them as one fused group (:class:`kdecay.train.group_epoch.GroupEpoch`, the code of
 ``kdecay train-group``); every member's epoch losses must follow its run alone within
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from kdecay.bench.pipelines import bench_images, ours_trainer, synthetic_data
-from kdecay.bench.proof_bench import THIN, by_plan_share
+from kdecay.bench.proof_bench import by_plan_share
+from kdecay.bench.proof_checks import THIN
 from kdecay.bench.targets import select_targets
 from kdecay.bench.timing import free, sync
 from kdecay.config import RunSpec, load_config
