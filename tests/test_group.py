@@ -93,16 +93,23 @@ def test_fused_members_follow_their_runs_alone_through_a_kill(
     def stop_in_epoch_2(line: str) -> None:
         seen.append(line)
         if "k3/seed0] epoch 2/4" in line:  # the 1st member has saved epoch 2, the others not
+            # (members log and save in order; the 2nd stops before its save)
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt, match="checkpoints kept after epoch"):
         train_group(group, log=stop_in_epoch_2)
     lines: list[str] = []
     metrics = train_group(group, log=lines.append)
-    # the 1st member saved epoch 2's checkpoint, the others only epoch 1's: all resume at 1
-    resumed = [line for line in lines if "resuming from" in line]
-    assert len(resumed) == 3 and all("after epoch 1" in line for line in resumed), lines
-    assert any("checkpoint.prev.pt" in line for line in resumed), resumed
+    # the 1st member saved epoch 2's checkpoint, the others only epoch 1's: each resumes from
+    # its own newest, the two behind train epoch 2, then all three go on together
+    resumed = sorted(line for line in lines if "resuming from" in line)
+    assert len(resumed) == 3 and sum("after epoch 2" in line for line in resumed) == 1, lines
+    assert not any("checkpoint.prev.pt" in line for line in resumed), resumed
+    assert any("going on with 2 of 3 members from epoch 1 until epoch 2" in x for x in lines)
+    assert any("going on with 3 of 3 members from epoch 2" in line for line in lines)
+    for label, trained in (("original/seed0", ["3/4", "4/4"]), ("k3/seed0", ["2/4", "3/4", "4/4"])):
+        epochs = [x.split("] epoch ")[1][:3] for x in lines if f"{label}] epoch " in x]
+        assert epochs == trained, (label, lines)  # no epoch trained twice
     for run, ref, m in zip(group, runs, metrics, strict=True):
         _assert_follows(run.out_dir, ref.out_dir)
         assert m["status"] == "completed" and m["epochs_completed"] == 4

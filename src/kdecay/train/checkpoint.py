@@ -111,8 +111,7 @@ def good_checkpoints(
     path: Path, config_hash: str | None = None, log: Callable[[str], None] = print
 ) -> list[tuple[dict[str, Any], Path]]:
     """Every good checkpoint of the run, newest first (``path``, then
-    :func:`previous_path`), damaged ones moved aside: a fused group killed while it saved its
-    members' checkpoints resumes every member from the same epoch."""
+    :func:`previous_path`), damaged ones moved aside."""
     found = []
     for candidate in (path, previous_path(path)):
         if candidate.is_file():

@@ -16,9 +16,9 @@ stays each member's own:
 * its divergence: a member whose epoch loss is NaN/inf is recorded as diverged at that epoch
   (its weights at divergence saved, as a run alone does), and the group goes on without it;
 * its checkpoint, in the single-run format at the single-run path: a ``kdecay train`` of the
-  same run resumes from it, and a group killed at any point resumes every member from the
-  same epoch (the newest epoch every member has a good checkpoint of: a kill between two
-  members' saves falls back on ``checkpoint.prev.pt``).
+  same run resumes from it, and a group killed at any point resumes every member from its
+  own newest good checkpoint (never an older one); the members furthest behind train as a
+  group until they reach the next member's epoch, which then joins them.
 
 The group's step is eager (``vmap``); ``run.json`` says so.
 """
@@ -128,32 +128,25 @@ def _build_members(runs: Sequence[MemberRun]) -> list[Member]:
 
 
 def _resume(members: list[Member], log: Log) -> None:
-    """Every member from a good checkpoint of one common epoch: the newest epoch that every
-    member still to train has a checkpoint of (or epoch 0, from scratch). Finished members
-    (all epochs, or diverged) load their final checkpoint and are not trained."""
-    epochs: dict[str, dict[int, tuple[dict[str, Any], Path]]] = {}
+    """Every member from its own newest good checkpoint (or from scratch): no member is set
+    back to an older epoch, so no checkpoint is overwritten by an older one and no epoch is
+    trained twice beyond one checkpoint interval. Finished members (all epochs, or diverged)
+    load their final checkpoint and are not trained."""
     for m in members:
         found = good_checkpoints(
             checkpoint_path(m.spec),
             m.spec.config_hash(),
             lambda s, m=m: log(f"[{m.spec.label}] {s}"),
         )
-        newest = Progress.from_checkpoint(found[0][0]) if found else Progress()
-        if newest.status != "completed" or newest.epoch == m.spec.epochs:
-            m.trainer.load_state(found[0][0]["trainer"])
-            m.progress = newest
-            log(f"[{m.spec.label}] already trained ({found[0][1]}): no training")
+        if not found:
+            continue
+        state, path = found[0]
+        m.trainer.load_state(state["trainer"])
+        m.progress = Progress.from_checkpoint(state)
+        if m.to_train:
+            log(f"[{m.spec.label}] resuming from {path} after epoch {m.progress.epoch}")
         else:
-            epochs[m.run.stage] = {int(state["epoch"]): (state, path) for state, path in found}
-    target = min((max(e, default=0) for e in epochs.values()), default=0)
-    while any(target not in e for e in epochs.values()) and target > 0:
-        target = min(max((x for x in e if x <= target), default=0) for e in epochs.values())
-    for m in members:
-        if target > 0 and m.run.stage in epochs:
-            state, path = epochs[m.run.stage][target]
-            m.trainer.load_state(state["trainer"])
-            m.progress = Progress.from_checkpoint(state)
-            log(f"[{m.spec.label}] resuming from {path} after epoch {target}")
+            log(f"[{m.spec.label}] already trained ({path}): no training")
 
 
 def stack_members(members: list[Member]) -> tuple[FusedStep, FusedLoader]:
@@ -181,21 +174,28 @@ def _unstack(step: FusedStep, members: list[Member]) -> None:
 
 
 def _train(members: list[Member], stages: list[str], log: Log) -> None:
-    """The epoch loop of the members still to train; the group shrinks when one diverges."""
-    active = [m for m in members if m.to_train]
-    epochs_run, session_seconds = 0, 0.0
-    while active:
+    """The epoch loop: the members furthest behind train together until they reach the next
+    member's epoch, which then joins them (members resumed from different epochs meet); the
+    group shrinks when one diverges."""
+    epochs_run, session_seconds, first = 0, 0.0, True
+    while todo := [m for m in members if m.to_train]:
+        epoch = min(m.progress.epoch for m in todo)
+        active = [m for m in todo if m.progress.epoch == epoch]
+        until = min((m.progress.epoch for m in todo if m.progress.epoch > epoch), default=None)
+        if not first or len(active) < len(members):
+            log(
+                f"[fused] going on with {len(active)} of {len(stages)} members from epoch "
+                f"{epoch}" + (f" until epoch {until}, where the others are" if until else "")
+            )
+        first = False
         step, loader = stack_members(active)
         group_epoch = GroupEpoch(step, loader, active)
-        while all(m.to_train for m in active):
+        while all(m.to_train for m in active) and active[0].progress.epoch != until:
             records = group_epoch.run()
             epochs_run += 1
             session_seconds += max(r["seconds"] for r in records)
             _unstack(step, active)
             _after_epoch(active, records, session_seconds / epochs_run, log)
-        active = [m for m in active if m.to_train]
-        if active:
-            log(f"[fused] going on with {len(active)} of {len(stages)} members")
 
 
 def _after_epoch(
