@@ -120,6 +120,20 @@ def test_fused_members_follow_their_runs_alone_through_a_kill(
     # the members are different runs (the test compares G runs, not one)
     last = [float(read_history(r.out_dir)[-1]["train_loss"]) for r in group]
     assert len({round(v, 2) for v in last}) == 3
+    # `dvc repro` of a member's stage (DVC deletes its outputs, then runs `kdecay train`)
+    # records the run as the group trained it, from its final checkpoint, training nothing
+    member = group[1]
+    before = json.loads((member.out_dir / "metrics.json").read_text())
+    for name in ("metrics.json", "run.json", "history.csv", "model.pt"):
+        (member.out_dir / name).unlink()
+    again: list[str] = []
+    assert train_run(member.spec, member.out_dir, log=again.append) == before
+    assert any("already trained" in line for line in again) and not any(
+        "] epoch " in line for line in again
+    )
+    info = json.loads((member.out_dir / "run.json").read_text())
+    assert info["fused_with"] == ["stage0", "stage1", "stage2"]
+    assert info["step"] == "fused-eager"
 
 
 def test_a_diverging_member_stops_and_the_others_go_on(

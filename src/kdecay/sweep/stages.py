@@ -8,6 +8,7 @@ recorded by ``Repo.commit`` of that one stage (which also fills DVC's run-cache,
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,9 +76,24 @@ def adoptable(stage: TrainStage) -> bool:
     return done and same == stage.spec.config_hash()
 
 
-def commit_stage(root: Path, name: str) -> None:
-    """Record one finished stage in dvc.lock and the cache (``dvc commit --force <stage>``)."""
+COMMIT_WAIT_S = 300.0  # how long a commit waits for another DVC command to let go
+
+
+def commit_stage(root: Path, name: str, wait_s: float = COMMIT_WAIT_S) -> None:
+    """Record one finished stage in dvc.lock and the cache (``dvc commit --force <stage>``).
+    While another DVC command holds the workspace's lock (a `dvc repro` started beside the
+    sweep), it waits and tries again, for up to ``wait_s`` seconds, rather than failing."""
+    from dvc.lock import LockError
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
-        repo.commit(name, force=True)
+    give_up, pause = time.monotonic() + wait_s, 0.5
+    while True:
+        try:
+            with Repo(str(root)) as repo:
+                repo.commit(name, force=True)
+            return
+        except LockError:
+            if time.monotonic() + pause > give_up:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)

@@ -226,7 +226,7 @@ def _finish(members: list[Member], stages: list[str], log: Log) -> list[dict[str
         spec, progress = m.spec, m.progress
         if progress.checkpointed_epoch != progress.epoch or progress.status != "completed":
             save_progress(checkpoint_path(spec), progress, m.trainer, spec)
-        info = provenance(spec, m.trainer, m.macs) | {"fused_with": stages, "step": "fused-eager"}
+        info = provenance(spec, m.trainer, m.macs) | m.progress.made_by
         metrics = final_metrics(progress, m.trainer)
         write_outputs(m.run.out_dir, spec, progress, m.trainer, (info, metrics))
         if progress.status == "completed":
@@ -268,6 +268,9 @@ def train_group(runs: Sequence[MemberRun], log: Log = print) -> list[dict[str, A
             what = f"the training of {m.spec.label}"
             locks.enter_context(exclusive_lock(lock, what, wait_s=LOCK_WAIT_S))
         _resume(members, log)
+        for m in members:  # what its checkpoints and run.json say trained it
+            if m.to_train:
+                m.progress.made_by = {"fused_with": stages, "step": "fused-eager"}
         spec = members[0].spec
         log(
             f"[fused] {len(members)} runs of {spec.row} as one network: {spec.epochs} epochs x "

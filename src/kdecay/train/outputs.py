@@ -36,6 +36,8 @@ class Progress:
     status: str = "completed"
     diverged_epoch: int | None = None
     checkpointed_epoch: int | None = None
+    made_by: dict[str, Any] = field(default_factory=dict)  # run.json's fields of the trainer
+    # that trained it, when not the run's own (a fused group: fused_with and its step)
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any]) -> Progress:
@@ -48,6 +50,7 @@ class Progress:
             status=str(ckpt.get("status", "completed")),
             diverged_epoch=ckpt.get("diverged_epoch"),
             checkpointed_epoch=int(ckpt["epoch"]),
+            made_by=dict(ckpt.get("made_by") or {}),
         )
 
     def diverge(self, record: dict[str, Any], train_seconds: float) -> None:
@@ -83,6 +86,7 @@ class Progress:
             "status": self.status,
             "diverged_epoch": self.diverged_epoch,
             "config_hash": spec.config_hash(),
+            "made_by": self.made_by,
         }
 
 

@@ -196,6 +196,9 @@ def train_run(spec: RunSpec, out_dir: Path, log: Log = print) -> dict[str, Any]:
     with exclusive_lock(lock, f"the training of {spec.label}", wait_s=LOCK_WAIT_S):
         progress = _resume(trainer, spec, checkpoint_path(spec), log)
         run_info = provenance(spec, trainer, macs)
+        if progress.epoch < spec.epochs and progress.status == "completed":
+            progress.made_by = {}  # trained on here: this trainer's provenance
+        run_info |= progress.made_by  # finished by a fused group: it stays recorded so
         log(
             f"[{spec.label}] {trainer.params / 1e6:.2f}M params, {spec.epochs} epochs x "
             f"{trainer.iters_per_epoch} it, schedule {spec.schedule['kind']}, "
