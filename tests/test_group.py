@@ -201,3 +201,68 @@ def test_kill_9_of_a_group_resumes_every_member(workspace: Path, alone: list[Mem
         out = cwd / run.spec.run.out_dir()
         assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
         _assert_follows(out, run.out_dir)
+
+
+def _outputs(cwd: Path, runs: list[MemberRun]) -> list[Path]:
+    return [cwd / run.spec.run.out_dir() for run in runs]
+
+
+@pytest.mark.slow
+def test_a_group_killed_at_ten_random_points_loses_no_epoch(
+    workspace: Path,  # noqa: F811
+    alone: list[MemberRun],
+) -> None:
+    """``kdecay train-group`` of three runs killed (SIGKILL) ten times, at times drawn over the
+    whole run and once as soon as the first member's outputs are written (the others' not):
+    each rerun resumes every member from its own newest checkpoint, every member ends on its
+    run alone, and no member trains an epoch twice beyond one checkpoint interval per kill."""
+    import random
+
+    stages = ["train_original@cifar10-tiny-0", "train_kdecay@cifar10-tiny-3-0"]
+    stages.append("train_kdecay@cifar10-tiny-1-0")
+    cmd = [
+        sys.executable,
+        "-m",
+        "kdecay",
+        "train-group",
+        "--params",
+        str(workspace / "params.yaml"),
+    ]
+    for stage in stages:
+        cmd += ["--stage", stage]
+    third = spec_for(workspace, "kdecay", 1.0)
+    for spec in [run.spec for run in alone[:2]] + [third]:
+        forget_checkpoints(spec)
+    cwd = workspace / "randomly_killed_group"
+    cwd.mkdir()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    first_outputs = cwd / alone[0].spec.run.out_dir() / "metrics.json"
+    rng = random.Random(20261204)
+    log, kills = [], 0
+    while True:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        # kill points: 9 drawn over 2-10 s of each try, then one at the first member's outputs
+        at = time.monotonic() + rng.uniform(2.0, 10.0) if kills < 9 else None
+        while proc.poll() is None and kills < 10:
+            if (at is not None and time.monotonic() >= at) or (
+                at is None and first_outputs.exists()
+            ):
+                proc.kill()
+                kills += 1
+                break
+            time.sleep(0.01)
+        out, _ = proc.communicate()
+        log += out.splitlines()
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, out[-3000:]
+    assert kills >= 5, f"the group finished after {kills} kills: draw the kill times earlier"
+    for out_dir, run in zip(_outputs(cwd, alone[:2]), alone[:2], strict=True):
+        assert json.loads((out_dir / "metrics.json").read_text())["status"] == "completed"
+        _assert_follows(out_dir, run.out_dir)
+    for spec in [run.spec for run in alone[:2]] + [third]:
+        trained = [x for x in log if f"{spec.label}] epoch " in x]
+        assert len(trained) <= spec.epochs + kills * spec.train.checkpoint_every, (spec.label, log)
+        assert read_history(cwd / spec.run.out_dir())[-1]["epoch"] in (4, "4")
