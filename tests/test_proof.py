@@ -82,14 +82,35 @@ def test_a_killed_worker_costs_one_model_and_resume_completes_the_proof(tmp_path
     assert list(steps) == list(STEPS)
     assert report["elapsed_seconds"] <= report["budget_seconds"] + 30  # the default budget
     models = {m["name"]: m for m in steps["bench"]["result"]["models"]}
-    assert set(models) == MODELS  # every model named
     crashed = [n for n, m in models.items() if m["status"] == "crashed"]
     assert len(crashed) == 1 and "signal 9" in models[crashed[0]]["why"]
     assert models[crashed[0]]["ours_eager"]["seconds_per_epoch"] > 0  # partial figures kept
-    assert all(m["status"] == "done" for n, m in models.items() if n not in crashed)
-    for name in ("environment", "correctness", "fused", "epoch", "training", "sweep"):
+    # the others went on in a new worker (done, or stopped at a deadline on a loaded machine)
+    assert all(m["status"] != "crashed" for n, m in models.items() if n not in crashed)
+    assert steps["environment"]["status"] == "ok" and steps["shared"]["status"] == "skipped"
+    md = (out / "proof.md").read_text()
+    assert md.startswith("# kdecay proof (cpu)") and md.index("## Conclusions") < md.index(
+        "## Steps"
+    )
+    assert "[crashed: crashed: its process died (signal 9)" in md
+
+    kept = {  # finished steps (the bench, with its crashed model, is not finished)
+        n: s["seconds"]
+        for n, s in steps.items()
+        if s["status"] == "ok" and s["result"].get("complete", True)
+    }
+    done = _proof(out, "--resume", str(out), "--budget-seconds", "900")
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = json.loads((out / "proof.json").read_text())
+    steps = again["steps"]
+    assert len(again["calls"]) == 2 and again["calls"][1]["resume"] is True
+    assert {n: steps[n]["seconds"] for n in kept if n != "environment"} == {
+        n: s for n, s in kept.items() if n != "environment"
+    }  # what finished is kept
+    models = {m["name"]: m for m in steps["bench"]["result"]["models"]}
+    assert set(models) == MODELS and all(m["status"] == "done" for m in models.values())
+    for name in ("environment", "correctness", "bench", "fused", "epoch", "training", "sweep"):
         assert steps[name]["status"] == "ok", (name, steps[name])
-    assert steps["shared"]["status"] == "skipped"  # CUDA only
     assert steps["correctness"]["result"]["all_within_tolerance"] is True
     assert steps["training"]["result"]["compiled"]["graph_breaks"] == 0
     assert steps["training"]["result"]["compiled"]["per_step"]["aten_ops"] > 0
@@ -99,24 +120,8 @@ def test_a_killed_worker_costs_one_model_and_resume_completes_the_proof(tmp_path
     epoch = steps["epoch"]["result"]
     assert epoch["checkpoint_written"] and "metrics.json" in epoch["files"]
     assert epoch["metrics"]["status"] == "completed"
-    md = (out / "proof.md").read_text()
-    assert md.startswith("# kdecay proof (cpu)") and md.index("## Conclusions") < md.index(
-        "## Steps"
-    )
-    assert "[crashed: crashed: its process died (signal 9)" in md
-
-    kept = {n: steps[n]["seconds"] for n in ("correctness", "fused", "epoch")}
-    done = _proof(out, "--resume", str(out))  # the crashed model again; the rest kept
-    assert done.returncode == 0, done.stderr[-3000:]
-    again = json.loads((out / "proof.json").read_text())
-    assert len(again["calls"]) == 2 and again["calls"][1]["resume"] is True
-    models = {m["name"]: m for m in again["steps"]["bench"]["result"]["models"]}
-    assert set(models) == MODELS and all(m["status"] == "done" for m in models.values())
-    assert {n: again["steps"][n]["seconds"] for n in kept} == kept
-    assert (
-        "Time: " in (out / "proof.md").read_text()
-        and "in 2 calls" in (out / "proof.md").read_text()
-    )
+    assert set(steps["sweep"]["result"]["seconds_per_epoch"]) >= MODELS - {"wrn28_10"}
+    assert "in 2 calls" in (out / "proof.md").read_text()
 
 
 def test_a_small_budget_skips_steps_and_says_so(tmp_path: Path) -> None:
