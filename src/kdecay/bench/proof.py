@@ -85,23 +85,27 @@ class Proof:
         return self.budget - (time.time() - self.report["calls"][-1]["started_unix"])
 
     def allowed(self, name: str) -> float:
-        """The step's deadline: its cap (earlier steps come first); a step without a cap
+        """The step's deadline: its cap, scaled up with a budget above the default (earlier
+        steps come first); a step without a cap
         (bench, shared) gets what leaves every later step still to run its cap, and at least
         60% of the time left."""
         col = 0 if self.device == "cuda" else 1
+        scale = max(1.0, self.budget / DEFAULT_BUDGET[self.device])  # a larger budget: larger caps
         cap = CAPS[name][col]
         if cap is not None:
-            return min(cap, self.left())
+            return min(cap * scale, self.left())
         later = STEPS[STEPS.index(name) + 1 :]
         steps = self.report["steps"]
-        reserve = sum(CAPS[s][col] or 0 for s in later if steps.get(s, {}).get("status") != "ok")
+        reserve = scale * sum(
+            CAPS[s][col] or 0 for s in later if steps.get(s, {}).get("status") != "ok"
+        )
         return self.left() - min(reserve, 0.4 * self.left())
 
     def _kept(self, name: str) -> bool:
         old = self.report["steps"].get(name, {})
         if old.get("call") == self.call and old.get("status") in FINAL_IN_CALL:
             return True  # stopped, crashed or failed in this call: not again in it
-        if name == "environment":
+        if name in ("environment", "sweep"):  # what ran, and the sum of it: redone each call
             return old.get("call") == self.call and old.get("status") == "ok"
         return old.get("status") == "ok" and (old.get("result") or {}).get("complete", True)
 
