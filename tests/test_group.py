@@ -167,21 +167,27 @@ def test_train_group_refuses_what_cannot_be_fused(workspace: Path, capsys) -> No
     assert "not a training stage" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_kill_9_of_a_group_resumes_every_member(workspace: Path, alone: list[MemberRun]) -> None:  # noqa: F811
-    """``kdecay train-group`` killed (SIGKILL) after its members' first checkpoints: the
-    rerun resumes each member from its checkpoint and each ends on its run alone."""
-    stages = ["train_original@cifar10-tiny-0", "train_kdecay@cifar10-tiny-3-0"]
+def _train_group_cmd(ws: Path, stages: list[str]) -> list[str]:
+    """``kdecay train-group`` of ``stages`` as a user types it."""
     cmd = [
         sys.executable,
         "-m",
         "kdecay",
         "train-group",
         "--params",
-        str(workspace / "params.yaml"),
+        str(ws / "params.yaml"),
     ]
     for stage in stages:
         cmd += ["--stage", stage]
+    return cmd
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_group_resumes_every_member(workspace: Path, alone: list[MemberRun]) -> None:  # noqa: F811
+    """``kdecay train-group`` killed (SIGKILL) after its members' first checkpoints: the
+    rerun resumes each member from its checkpoint and each ends on its run alone."""
+    stages = ["train_original@cifar10-tiny-0", "train_kdecay@cifar10-tiny-3-0"]
+    cmd = _train_group_cmd(workspace, stages)
     for run in alone[:2]:
         forget_checkpoints(run.spec)
     cwd = workspace / "killed_group"
@@ -220,16 +226,7 @@ def test_a_group_killed_at_ten_random_points_loses_no_epoch(
 
     stages = ["train_original@cifar10-tiny-0", "train_kdecay@cifar10-tiny-3-0"]
     stages.append("train_kdecay@cifar10-tiny-1-0")
-    cmd = [
-        sys.executable,
-        "-m",
-        "kdecay",
-        "train-group",
-        "--params",
-        str(workspace / "params.yaml"),
-    ]
-    for stage in stages:
-        cmd += ["--stage", stage]
+    cmd = _train_group_cmd(workspace, stages)
     third = spec_for(workspace, "kdecay", 1.0)
     for spec in [run.spec for run in alone[:2]] + [third]:
         forget_checkpoints(spec)
