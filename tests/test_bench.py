@@ -120,17 +120,21 @@ def test_report_files_and_numbers(bench_run: tuple[dict[str, Any], Path, list[st
 
     for m in data["models"]:  # --fuse 3: three runs in one network vs the same one by one
         f = m["fused"]
-        assert f["members"] == 3 and len(f["passes"]) == 2 and len(f["last_loss"]) == 3
-        assert all(math.isfinite(v) for v in f["last_loss"])
-        assert f["images_per_s"] == pytest.approx(3 * EPOCH_IMAGES / f["seconds_per_epoch"])
-        assert f["seconds_per_member_epoch"] == pytest.approx(f["seconds_per_epoch"] / 3)
-        for col in ("ours_eager", "ours_step"):
+        assert f["members"] == 3 and f["step"].startswith("compiled")
+        for form, col in ((f["eager"], "ours_eager"), (f, "ours_step")):
+            assert len(form["passes"]) == 2 and len(form["last_loss"]) == 3
+            assert all(math.isfinite(v) for v in form["last_loss"])
+            assert form["images_per_s"] == pytest.approx(
+                3 * EPOCH_IMAGES / form["seconds_per_epoch"]
+            )
+            assert form["seconds_per_member_epoch"] == pytest.approx(form["seconds_per_epoch"] / 3)
             one_by_one = 3 * m[col]["seconds_per_epoch"]
-            assert f[f"vs_{col}"] == pytest.approx(one_by_one / f["seconds_per_epoch"])
+            assert f[f"vs_{col}"] == pytest.approx(one_by_one / form["seconds_per_epoch"])
+            assert form["ops_per_member_step"]["ops"] > 0
     assert sum(1 for line in lines if "3 fused:" in line) == 5
 
     md = (out / "bench.md").read_text()
-    assert "| preact_resnet110 | 3 |" in md and "vs G x ours_eager" in md
+    assert "| preact_resnet110 | 3 | eager |" in md and "| preact_resnet110 | 3 | compiled |" in md
     assert "| preact_resnet110 |" in md and "CPU-hours, not GPU-hours" in md and "n/a" in md
     assert all(f"{p} s/epoch" in md for p in PIPELINES)
 

@@ -13,6 +13,7 @@ the fused update is foreach ops with a tensor LR, eager CPU SGD a per-tensor loo
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -48,7 +49,7 @@ def _members(family: str) -> list[Trainer]:
     ]
 
 
-def _fused(trainers: list[Trainer]) -> FusedStep:
+def _fused(trainers: list[Trainer], form: str = "eager", backend: str = "aot_eager") -> FusedStep:
     spec = trainers[0].spec
     hyper = spec.sgd_hyper()
     models = []
@@ -56,13 +57,17 @@ def _fused(trainers: list[Trainer]) -> FusedStep:
         model = build_from_spec(spec.model, spec.num_classes)
         model.load_state_dict(t.model.state_dict())
         models.append(model)
-    return FusedStep(models, trainers[0].runtime, LRS[0], hyper)
+    runtime = dataclasses.replace(trainers[0].runtime, step=form, compile_backend=backend)
+    return FusedStep(models, runtime, LRS[0], hyper, full_batch=BATCH)
 
 
-def _train(family: str, nan_member: int | None = None) -> dict[str, Any]:
-    """Both ways, step by step on the same batches; the losses ``[steps, G]`` of each."""
+def _train(
+    family: str, nan_member: int | None = None, form: str = "eager", backend: str = "aot_eager"
+) -> dict[str, Any]:
+    """Both ways, step by step on the same batches; the losses ``[steps, G]`` of each. The
+    fused step in ``form`` (eager, or compiled with ``backend``)."""
     alone, fused_alone = _members(family), _members(family)  # the second: fused's loaders
-    fused = _fused(alone)
+    fused = _fused(alone, form, backend)
     loader = FusedLoader([t.train_loader for t in fused_alone])
     ref, got = [], []
     for epoch in range(EPOCHS):

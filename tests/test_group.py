@@ -136,6 +136,45 @@ def test_fused_members_follow_their_runs_alone_through_a_kill(
     assert info["step"] == "fused-eager"
 
 
+def test_a_compiled_group_follows_its_runs_alone_through_a_kill(
+    workspace: Path,  # noqa: F811
+    alone: list[MemberRun],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``step="compiled"``: forward, backward and update in one graph per stacking (Dynamo and
+    AOTAutograd, without Inductor's slow CPU code generation: test_fused_compiled.py checks
+    Inductor); stopped in epoch 2 and resumed (stacked anew: 2 members, then 3)."""
+    from torch._dynamo.utils import counters
+
+    import kdecay.train.group as group_mod
+
+    real = group_mod.runtime_for
+    monkeypatch.setattr(
+        group_mod,
+        "runtime_for",
+        lambda *a, **k: dataclasses.replace(real(*a, **k), compile_backend="aot_eager"),
+    )
+    group = _members(workspace, "fused_compiled")
+    for run in group:  # the checkpoints are per run: those of another test's group go
+        forget_checkpoints(run.spec)
+
+    def stop_in_epoch_2(line: str) -> None:
+        if "k3/seed0] epoch 2/4" in line:
+            raise KeyboardInterrupt
+
+    counters.clear()
+    with pytest.raises(KeyboardInterrupt):
+        train_group(group, step="compiled", log=stop_in_epoch_2)
+    lines: list[str] = []
+    train_group(group, step="compiled", log=lines.append)
+    assert any("3 runs of" in x and "compiled step" in x for x in lines), lines
+    assert counters["stats"]["unique_graphs"] == 3 and not counters["graph_break"]  # 3 stackings
+    for run, ref in zip(group, alone, strict=True):
+        _assert_follows(run.out_dir, ref.out_dir)
+        info = json.loads((run.out_dir / "run.json").read_text())
+        assert info["step"] == "fused-compiled"
+
+
 def test_a_diverging_member_stops_and_the_others_go_on(
     workspace: Path,  # noqa: F811
     alone: list[MemberRun],

@@ -114,7 +114,7 @@ def test_a_killed_worker_costs_one_model_and_resume_completes_the_proof(tmp_path
         assert steps[name]["status"] == "ok", (name, steps[name])
     assert steps["correctness"]["result"]["all_within_tolerance"] is True
     assert steps["training"]["result"]["compiled"]["graph_breaks"] == 0
-    assert steps["training"]["result"]["compiled"]["per_step"]["aten_ops"] > 0
+    assert steps["training"]["result"]["compiled"]["per_step"]["ops"] > 0
     fused = steps["fused"]["result"]
     assert fused["all_within_tolerance"] is True
     assert {"4", "8"} == set(fused["preact_resnet110"]["groups"])

@@ -184,7 +184,7 @@ def test_the_functional_update_equals_torch_sgd(
             mine.grad, theirs.grad = g.clone(), g.clone()
         lr.fill_(0.1 * 0.7**step)
         opt.param_groups[0]["lr"] = float(lr)
-        sgd_update(params, bufs, lr, momentum, weight_decay, nesterov)
+        sgd_update(params, [p.grad for p in params], bufs, lr, momentum, weight_decay, nesterov)
         opt.step()
     for mine, theirs in zip(params, ref, strict=True):
         torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-7)

@@ -298,3 +298,28 @@ def test_without_the_extra_sweep_names_it_and_exits_2(base: Path) -> None:
     assert out.returncode == 2
     assert 'pip install -e ".[slurm]"' in out.stderr
     assert trained(ws) == []
+
+
+def test_the_fused_step_form_reaches_each_group_and_needs_fuse() -> None:
+    """``kdecay sweep --fuse G --step compiled``: each fused group's command carries the
+    form; a run alone keeps its dvc.yaml command; ``--step`` without ``--fuse`` is refused."""
+    from kdecay.checks import ConfigError
+    from kdecay.sweep.driver import SweepOptions, check_engine_options
+    from kdecay.sweep.fusing import Unit
+    from kdecay.sweep.stages import TrainStage
+
+    stages = [
+        TrainStage(f"s{i}", f"kdecay train s{i}", "row", Path(f"r{i}"), None)  # type: ignore[arg-type]
+        for i in (0, 1)
+    ]
+    group, single = Unit(tuple(stages)), Unit(tuple(stages[:1]))
+    cmd = group.command(Path("params.yaml"), "compiled")
+    assert cmd.split() == [
+        "kdecay", "train-group", "--params", "params.yaml", "--step", "compiled",
+        "--stage", "s0", "--stage", "s1",
+    ]  # fmt: skip
+    assert "--step" not in group.command(Path("params.yaml"))
+    assert single.command(Path("params.yaml"), "compiled") == "kdecay train s0"
+    with pytest.raises(ConfigError, match="--fuse 1 fuses no run"):
+        check_engine_options(SweepOptions(fuse=1, fused_step="compiled"))
+    check_engine_options(SweepOptions(fuse=4, fused_step="compiled"))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kdecay.checks import ConfigError
 from kdecay.cli_help import DESCRIPTIONS, HelpFormatter
+from kdecay.config.sections import STEP_FORMS
 from kdecay.data.datasets import DATASETS
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def _cmd_train(a: argparse.Namespace) -> None:
 def _cmd_train_group(a: argparse.Namespace) -> None:
     from kdecay.train.group import member_runs, train_group
 
-    train_group(member_runs(a.params, a.stage))
+    train_group(member_runs(a.params, a.stage), step=a.step)
 
 
 def _cmd_check(a: argparse.Namespace) -> None:
@@ -170,6 +171,7 @@ def _cmd_sweep(a: argparse.Namespace) -> None:
         shard=a.shard,
         cluster=a.cluster,
         fuse=a.fuse,
+        fused_step=a.step,
         slurm={key: value for key, value in given.items() if value is not None},
     )
     if run_sweep(opts):
@@ -237,6 +239,16 @@ def _add_data_commands(sub: Any) -> None:
     p.set_defaults(func=_cmd_synth)
 
 
+def _fused_step_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--step",
+        choices=STEP_FORMS,
+        help="form of the fused groups' step (default: train.step, whose auto is compiled on "
+        "CUDA and eager on the CPU): eager, compiled (forward, backward and update in one "
+        "graph) or graph (CUDA graphs)",
+    )
+
+
 def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train one run (one table cell, one seed)")
     _dataset_arg(p)
@@ -257,6 +269,7 @@ def _add_train(sub: Any) -> None:
         required=True,
         help="a training stage of dvc.yaml (train_kdecay@cifar10-wrn16_8-1.5-0); 2 or more",
     )
+    _fused_step_arg(p)
     _params_arg(p)
     p.set_defaults(func=_cmd_train_group)
 
@@ -373,6 +386,7 @@ def _add_sweep(sub: Any) -> None:
         help="train up to G runs of one row as one fused network, one task each (default 1: "
         "every run alone; see the README before using it on a GPU)",
     )
+    _fused_step_arg(p)
     g = p.add_argument_group("ray")
     g.add_argument("--address", help="join a running Ray cluster (default: start one here)")
     g.add_argument("--gpus", type=int, help="GPUs a local Ray declares (default: detected)")

@@ -87,10 +87,14 @@ def _finish_entry(entry: dict[str, Any], peak: float) -> None:
         entry["ratio"] = base["seconds_per_epoch"] / entry["ours_compiled"]["seconds_per_epoch"]
     fused = entry.get("fused")
     if fused:
-        for name, key in (("ours_eager", "vs_ours_eager"), ("ours_compiled", "vs_ours_step")):
+        pairs = (
+            ("ours_eager", "vs_ours_eager", fused["eager"]),
+            ("ours_compiled", "vs_ours_step", fused),
+        )
+        for name, key, form in pairs:  # eager fused vs eager alone; the step form vs compiled
             if entry.get(name):
                 alone = fused["members"] * entry[name]["seconds_per_epoch"]
-                fused[key] = alone / fused["seconds_per_epoch"]
+                fused[key] = alone / form["seconds_per_epoch"]
 
 
 def bench_model(

@@ -12,7 +12,9 @@ from typing import Any
 
 import torch
 
+from kdecay.bench.ops import kernel_profile, ops_per_step
 from kdecay.bench.pipelines import synthetic_data
+from kdecay.bench.timing import cycle
 from kdecay.config import Config, TrainOptions, load_config
 from kdecay.models import build_from_spec
 from kdecay.train import Runtime, Trainer, runtime_for
@@ -24,7 +26,6 @@ __all__ = [
     "checked",
     "correctness",
     "environment",
-    "kernels_per_step",
     "proof_runtime",
     "shared",
     "training_forms",
@@ -153,27 +154,6 @@ def checked(out: dict[str, Any]) -> list[str]:
     return [c for c in out.get("planned", []) if c in out]
 
 
-def kernels_per_step(trainer: Trainer, steps: int = 3) -> dict[str, float]:
-    """What one training step launches, from the profiler over ``steps`` steps: CUDA kernels
-    (on CUDA) and ``aten`` operators (nested ones included) per step."""
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU]
-    if trainer.device.type == "cuda":
-        activities.append(ProfilerActivity.CUDA)
-    batches = iter(trainer.train_loader)
-    with profile(activities=activities) as prof:
-        for _ in range(steps):
-            trainer.train_step(*next(batches))
-        trainer.runtime.sync()
-    events = prof.events()
-    out = {"aten_ops": sum(e.name.startswith("aten::") for e in events) / steps}
-    if trainer.device.type == "cuda":
-        cuda = torch.autograd.DeviceType.CUDA
-        out["cuda_kernels"] = sum(e.device_type == cuda for e in events) / steps
-    return out
-
-
 def training_forms(device: str, out: dict[str, Any]) -> dict[str, Any]:
     """A smoke-sized run (two epochs with their partial batches) per step form, with what
     Dynamo and Inductor counted (graph breaks, graphs compiled, CUDA-graph events: a skipped
@@ -185,14 +165,15 @@ def training_forms(device: str, out: dict[str, Any]) -> dict[str, Any]:
         counters.clear()
         trainer = _trainer(FAMILIES["preact_basic"], proof_runtime(device, form, fast=True))
         t0 = time.perf_counter()
-        losses = _epoch(trainer) + _epoch(trainer)
+        with kernel_profile():  # Inductor's CPU kernels visible to the profiler
+            losses = _epoch(trainer) + _epoch(trainer)
         out[form] = {
             "seconds": round(time.perf_counter() - t0, 2),
             "final_loss": losses[-1],
             "graph_breaks": sum(counters["graph_break"].values()),
             "graphs_compiled": counters["stats"].get("unique_graphs", 0),
             "cudagraph_events": {k: v for k, v in counters["inductor"].items() if "cudagraph" in k},
-            "per_step": kernels_per_step(trainer),
+            "per_step": ops_per_step(trainer.train_step, cycle(trainer.train_loader)),
         }
     return out
 

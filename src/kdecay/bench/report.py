@@ -159,29 +159,40 @@ def _shared_lines(shared: list[dict[str, Any]] | dict[str, Any] | None) -> list[
     return lines
 
 
+def _ops(f: dict[str, Any]) -> str:
+    ops = f["ops_per_member_step"]
+    return f"{ops['cuda_kernels']:.0f} kernels" if "cuda_kernels" in ops else f"{ops['ops']:.0f}"
+
+
 def fused_lines(models: list[dict[str, Any]]) -> list[str]:
-    """The ``--fuse G`` table: G runs fused in one network vs the same runs one by one."""
+    """The ``--fuse G`` table: G runs fused in one network vs the same runs one by one, in
+    the eager form and the ``ours_step`` column's form."""
     fused = [m for m in models if m.get("fused")]
     if not fused:
         return []
     lines = [
         "",
-        "Fused runs (`--fuse G`): G runs of one model in one network (eager step, "
-        "`torch.func.vmap` over the stacked members) vs the same G runs one after another "
-        "(G x the column's seconds per epoch, measured in the same process):",
+        "Fused runs (`--fuse G`): G runs of one model in one network (`torch.func.vmap` over "
+        "the stacked members; eager, and in the form of the ours_step column: forward, "
+        "backward and update in one compiled graph) vs the same G runs one after another (G x "
+        "the column's seconds per epoch, measured in the same process). Ops: operators (CPU) "
+        "or CUDA kernels per member-step, from the profiler:",
         "",
-        "| model | G | group s/epoch | s per member-epoch | total img/s | vs G x ours_eager "
-        "| vs G x ours_step | peak mem |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|",
+        "| model | G | form | group s/epoch | s per member-epoch | ops per member-step "
+        "| vs G x one by one | peak mem |",
+        "|---|--:|---|--:|--:|--:|--:|--:|",
     ]
     for m in fused:
         f = m["fused"]
-        lines.append(
-            f"| {m['name']} | {f['members']} | {_fmt_spread(f)} "
-            f"| {f['seconds_per_member_epoch']:.2f} | {f['images_per_s']:.0f} "
-            f"| {f['vs_ours_eager']:.2f}x | {f['vs_ours_step']:.2f}x "
-            f"| {_fmt_mem(f['peak_memory_bytes'])} |"
-        )
+        forms = [("eager", f["eager"], f["vs_ours_eager"], "ours_eager")]
+        if f["step"].split()[0] != "eager":
+            forms.append((f["step"].split()[0], f, f["vs_ours_step"], "ours_step"))
+        for form, r, speedup, col in forms:
+            lines.append(
+                f"| {m['name']} | {f['members']} | {form} | {_fmt_spread(r)} "
+                f"| {r['seconds_per_member_epoch']:.2f} | {_ops(r)} "
+                f"| {speedup:.2f}x ({col}) | {_fmt_mem(r['peak_memory_bytes'])} |"
+            )
     return lines
 
 

@@ -54,6 +54,7 @@ class SweepOptions:
     shard: tuple[int, int] = (0, 1)
     cluster: str | None = None  # submitit's executor (default slurm); --engine slurm only
     fuse: int = 1  # at most this many runs of one row trained as one fused network
+    fused_step: str | None = None  # the fused groups' step form (None: train.step)
     slurm: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,6 +86,11 @@ EXECUTOR_READS = {
 
 def check_engine_options(opts: SweepOptions) -> None:
     """Refuse (ConfigError, exit 2) an option the chosen engine or executor would not use."""
+    if opts.fused_step is not None and opts.fuse == 1:
+        raise ConfigError(
+            f"--step {opts.fused_step} sets the fused groups' step, and --fuse 1 fuses no "
+            "run (runs alone follow train.step): add --fuse G or drop --step"
+        )
     ray_given = [
         flag
         for flag, value in (
@@ -193,7 +199,7 @@ def _jobs(root: Path, units: list[Unit], opts: SweepOptions) -> list[StageComman
     return [
         StageCommand(
             u.name,
-            u.command(opts.params_file),
+            u.command(opts.params_file, opts.fused_step),
             str(root),
             str(opts.log_dir / f"{u.log_name}.log"),
             env,

@@ -51,12 +51,14 @@ class Unit:
             return hashes[0]
         return hashlib.sha256(",".join(hashes).encode()).hexdigest()[:16]
 
-    def command(self, params_file: Path) -> str:
-        """The stage's ``dvc.yaml`` command, or ``kdecay train-group`` of the members."""
+    def command(self, params_file: Path, step: str | None = None) -> str:
+        """The stage's ``dvc.yaml`` command, or ``kdecay train-group`` of the members (with
+        ``--step step`` when given)."""
         if not self.fused:
             return self.stages[0].cmd
         members = [arg for s in self.stages for arg in ("--stage", s.name)]
-        return shlex.join(["kdecay", "train-group", "--params", str(params_file), *members])
+        form = ["--step", step] if step else []
+        return shlex.join(["kdecay", "train-group", "--params", str(params_file), *form, *members])
 
 
 def units(stages: list[TrainStage], fuse: int) -> list[Unit]:

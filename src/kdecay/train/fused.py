@@ -14,6 +14,8 @@ keeps what makes it its own run:
   place, member by member), so nothing mixes members;
 * its gradient: the loss is ``sum_g loss_g``, and ``d(sum_g loss_g)/d(theta_g)`` is exactly
   member ``g``'s own gradient;
+* its precision: the dtypes its run alone computes in under bf16 autocast
+  (:mod:`kdecay.train.fused_precision`: autocast does not reach ``vmap``);
 * its learning rate: ``lr[g]`` of a ``[G]`` tensor on the device, which the caller writes
   every iteration; the update is torch's SGD (:func:`kdecay.train.step.sgd_update`) with that
   LR broadcast over each member's slice.
@@ -29,9 +31,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from kdecay.data.loader import GpuLoader
+from kdecay.train.fused_precision import cast_like_autocast
 from kdecay.train.runtime import Runtime
 from kdecay.train.step import sgd_update
 
@@ -45,12 +48,29 @@ class FusedStep:
     """Callable ``step(x, y) -> (loss[G], misclassified[G])`` over G stacked models, which
     also applies each member's SGD update at its own learning rate (``self.lr[g]``).
 
+    The whole step is one function of tensors (:meth:`_step`): ``torch.func.grad_and_value``
+    of the summed member losses under ``vmap`` of ``functional_call``, then
+    :func:`~kdecay.train.step.sgd_update` in place with the per-member LR. ``runtime.step``
+    chooses how it runs, as for a run alone:
+
+    * ``eager``: called as it is (``vmap`` batches each operation over the members);
+    * ``compiled``: ``torch.compile(dynamic=False)`` of that function, traced once into one
+      graph (forward, backward and update; 0 graph breaks). The LR lives in a ``[G]`` device
+      tensor written in place, so a new LR (schedule, warm-up, milestones) never recompiles;
+      an epoch's partial batch runs the same function eagerly, never a second graph;
+    * ``graph``: the compiled function with ``mode="reduce-overhead"`` (CUDA graphs); the
+      stacked parameters, buffers, momentum and LR are marked static addresses, the tensors
+      it updates in place at every step.
+
     Args:
         models: the G members' plain models (same architecture), already initialised each
             from its own seed; their weights are copied into the stacked state.
-        runtime: device and autocast (the step is eager: ``vmap`` batches each operation).
+        runtime: device, autocast dtype (applied by :func:`cast_like_autocast`, autocast does
+            not reach ``vmap``) and step form.
         lrs: the members' initial learning rates.
         hyper: the shared SGD arguments (momentum, nesterov, weight_decay).
+        full_batch: the batch size the compiled step is specialised to (default: the first
+            batch's).
     """
 
     def __init__(
@@ -59,40 +79,74 @@ class FusedStep:
         runtime: Runtime,
         lrs: Sequence[float],
         hyper: dict[str, Any],
+        full_batch: int | None = None,
     ) -> None:
         if len(models) != len(lrs) or not models:
             raise ValueError(f"{len(models)} models but {len(lrs)} learning rates")
-        self.runtime, self.members = runtime, len(models)
+        self.runtime, self.members, self.full_batch = runtime, len(models), full_batch
         device = runtime.device
         params, buffers = stack_module_state([m.to(device) for m in models])
-        self.params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        self.params = {k: v.detach() for k, v in params.items()}
         self.buffers = buffers
-        self.base = copy.deepcopy(models[0]).to("meta")  # the architecture, no storage
+        base = copy.deepcopy(models[0]).to("meta")  # the architecture, no storage
+        self.base = cast_like_autocast(base, runtime.amp_dtype)
         self.lr = torch.tensor(list(lrs), dtype=torch.float32, device=device)
-        self._param_list = list(self.params.values())
-        # per parameter, a view of the LR vector shaped to broadcast over its member slices
-        self._lr_views = [self.lr.view(-1, *([1] * (p.dim() - 1))) for p in self._param_list]
         self._hyper = (float(hyper["momentum"]), float(hyper["weight_decay"]), hyper["nesterov"])
-        self.momentum = [torch.zeros_like(p) for p in self._param_list]
-        for p in self._param_list:
-            p.grad = torch.zeros_like(p)  # zeroed in place every step: fixed addresses
+        self.momentum = [torch.zeros_like(p) for p in self.params.values()]
+        self._compiled = self._step
+        if runtime.step != "eager":
+            self._compiled = self._compile()
+
+    def _compile(self) -> Any:
+        """The step compiled once (one compiled object per process, as for a run alone)."""
+        torch.compiler.reset()
+        kw: dict[str, Any] = {"dynamic": False, "backend": self.runtime.compile_backend}
+        if self.runtime.compile_backend == "inductor" and self.runtime.step == "graph":
+            kw["mode"] = "reduce-overhead"
+        if self.runtime.step == "graph":
+            state = [*self.params.values(), *self.buffers.values(), *self.momentum, self.lr]
+            for t in state:
+                torch._dynamo.mark_static_address(t)
+        return torch.compile(self._step, **kw)
 
     def _member_loss(
         self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: Any, y: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
         out = functional_call(self.base, (params, buffers), (x,))
-        return F.cross_entropy(out, y), (out.detach().argmax(1) != y).sum()
+        return F.cross_entropy(out.float(), y), (out.detach().argmax(1) != y).sum()
+
+    def _step(
+        self,
+        params: dict[str, torch.Tensor],
+        buffers: dict[str, torch.Tensor],
+        momentum: list[torch.Tensor],
+        lr: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+    ) -> FusedOut:
+        """Forward, backward and SGD update of every member: ``d(sum_g loss_g)/d(theta_g)``
+        is member ``g``'s own gradient; the update writes ``params`` and ``momentum``."""
+
+        def total(
+            p: dict[str, torch.Tensor], b: dict[str, torch.Tensor]
+        ) -> tuple[torch.Tensor, FusedOut]:
+            loss, wrong = vmap(self._member_loss)(p, b, x, y)  # b: BN statistics, in place
+            return loss.sum(), (loss.detach(), wrong)
+
+        grads, (_, (loss, wrong)) = grad_and_value(total, has_aux=True)(params, buffers)
+        plist = list(params.values())
+        lr_views = [lr.view(-1, *([1] * (p.dim() - 1))) for p in plist]
+        sgd_update(plist, list(grads.values()), momentum, lr_views, *self._hyper)
+        return loss, wrong
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> FusedOut:
         """One step on ``x [G, B, C, H, W]``, ``y [G, B]``; returns detached per-member
         (loss, misclassified count)."""
         self.base.train()
-        with self.runtime.autocast():
-            loss, wrong = vmap(self._member_loss)(self.params, self.buffers, x, y)
-        torch._foreach_zero_([p.grad for p in self._param_list])
-        loss.sum().backward()
-        sgd_update(self._param_list, self.momentum, self._lr_views, *self._hyper)
-        return loss.detach(), wrong
+        if self.full_batch is None:
+            self.full_batch = y.shape[1]
+        step = self._compiled if y.shape[1] == self.full_batch else self._step
+        return step(self.params, self.buffers, self.momentum, self.lr, x, y)
 
     def _member_logits(
         self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: Any
@@ -102,14 +156,13 @@ class FusedStep:
     @torch.no_grad()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Evaluation logits ``[G, N, classes]`` of the same images ``x [N, C, H, W]`` under
-        every member (eval mode: running statistics)."""
+        every member (eval mode: running statistics; eager: evaluation is a small share)."""
         self.base.eval()
-        with self.runtime.autocast():
-            return vmap(self._member_logits, in_dims=(0, 0, None))(self.params, self.buffers, x)
+        return vmap(self._member_logits, in_dims=(0, 0, None))(self.params, self.buffers, x)
 
     def member_state_dict(self, g: int) -> dict[str, torch.Tensor]:
         """Member ``g``'s weights and buffers, the ``state_dict`` of its plain model."""
-        state = {k: v[g].detach().clone() for k, v in self.params.items()}
+        state = {k: v[g].clone() for k, v in self.params.items()}
         return state | {k: v[g].clone() for k, v in self.buffers.items()}
 
 

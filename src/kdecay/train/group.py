@@ -12,7 +12,7 @@ stays each member's own:
   into the member's slot of the fused step's LR vector;
 * its epoch record, evaluation, ``history.csv``, ``metrics.json``, ``model.pt`` (its slice of
   the stacked weights, the plain model's ``state_dict``) and ``run.json``, which adds
-  ``fused_with`` (the stage names trained together) and ``step: fused-eager``;
+  ``fused_with`` (the stage names trained together) and ``step: fused-<form>``;
 * its divergence: a member whose epoch loss is NaN/inf is recorded as diverged at that epoch
   (its weights at divergence saved, as a run alone does), and the group goes on without it;
 * its checkpoint, in the single-run format at the single-run path: a ``kdecay train`` of the
@@ -20,7 +20,9 @@ stays each member's own:
   own newest good checkpoint (never an older one); the members furthest behind train as a
   group until they reach the next member's epoch, which then joins them.
 
-The group's step is eager (``vmap``); ``run.json`` says so.
+The group's step (:class:`~kdecay.train.fused.FusedStep`) runs in the form ``train.step`` (or
+``--step``) names: eager, or forward, backward and update compiled into one graph (``compiled``;
+``graph`` adds CUDA graphs); ``run.json`` says which.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from kdecay.train.run import (
     log_epoch,
     save_progress,
 )
-from kdecay.train.runtime import runtime_for
+from kdecay.train.runtime import resolve_step, runtime_for
 from kdecay.train.trainer import Trainer
 
 __all__ = [
@@ -149,13 +151,15 @@ def _resume(members: list[Member], log: Log) -> None:
             log(f"[{m.spec.label}] already trained ({path}): no training")
 
 
-def stack_members(members: list[Member]) -> tuple[FusedStep, FusedLoader]:
-    """The fused step and loader of ``members`` from their trainers' current state
-    (weights, batch norm statistics, momentum, loader position)."""
+def stack_members(members: list[Member], form: str = "eager") -> tuple[FusedStep, FusedLoader]:
+    """The fused step (in ``form``: eager, compiled, graph) and loader of ``members`` from
+    their trainers' current state (weights, batch norm statistics, momentum, loader
+    position)."""
     spec = members[0].spec
     lrs = [float(m.trainer.optimizer.param_groups[0]["lr"]) for m in members]
     models = [m.trainer.model for m in members]
-    step = FusedStep(models, members[0].trainer.runtime, lrs, spec.sgd_hyper())
+    runtime = dataclasses.replace(members[0].trainer.runtime, step=form)
+    step = FusedStep(models, runtime, lrs, spec.sgd_hyper(), full_batch=spec.batch_size)
     for g, m in enumerate(members):
         for buf, p in zip(step.momentum, m.trainer.model.parameters(), strict=True):
             saved = m.trainer.optimizer.state.get(p, {}).get("momentum_buffer")
@@ -173,7 +177,7 @@ def _unstack(step: FusedStep, members: list[Member]) -> None:
             m.trainer.optimizer.state[p]["momentum_buffer"] = buf[g].detach().clone()
 
 
-def _train(members: list[Member], stages: list[str], log: Log) -> None:
+def _train(members: list[Member], stages: list[str], form: str, log: Log) -> None:
     """The epoch loop: the members furthest behind train together until they reach the next
     member's epoch, which then joins them (members resumed from different epochs meet); the
     group shrinks when one diverges."""
@@ -188,7 +192,7 @@ def _train(members: list[Member], stages: list[str], log: Log) -> None:
                 f"{epoch}" + (f" until epoch {until}, where the others are" if until else "")
             )
         first = False
-        step, loader = stack_members(active)
+        step, loader = stack_members(active, form)
         group_epoch = GroupEpoch(step, loader, active)
         while all(m.to_train for m in active) and active[0].progress.epoch != until:
             records = group_epoch.run()
@@ -248,9 +252,13 @@ def _interrupted(members: list[Member]) -> str:
     )
 
 
-def train_group(runs: Sequence[MemberRun], log: Log = print) -> list[dict[str, Any]]:
+def train_group(
+    runs: Sequence[MemberRun], step: str | None = None, log: Log = print
+) -> list[dict[str, Any]]:
     """Train ``runs`` as one fused network; write each member's outputs as ``train_run``
-    writes a run's; return the members' metrics (in order).
+    writes a run's; return the members' metrics (in order). ``step``: the fused step's form
+    (``auto``, ``eager``, ``compiled``, ``graph``; default the params' ``train.step``, whose
+    ``auto`` is compiled on CUDA and eager on the CPU).
 
     Raises:
         ConfigError: the runs cannot be fused, or a folder is not writable.
@@ -258,6 +266,7 @@ def train_group(runs: Sequence[MemberRun], log: Log = print) -> list[dict[str, A
     """
     check_fusable(runs)
     members = _build_members(runs)
+    form = resolve_step(step or runs[0].spec.train.step, members[0].trainer.runtime.cuda)
     stages = [r.stage for r in runs]
     for m in members:
         check_writable(m.run.out_dir, f"output folder of {m.run.stage}")
@@ -270,16 +279,16 @@ def train_group(runs: Sequence[MemberRun], log: Log = print) -> list[dict[str, A
         _resume(members, log)
         for m in members:  # what its checkpoints and run.json say trained it
             if m.to_train:
-                m.progress.made_by = {"fused_with": stages, "step": "fused-eager"}
+                m.progress.made_by = {"fused_with": stages, "step": f"fused-{form}"}
         spec = members[0].spec
         log(
             f"[fused] {len(members)} runs of {spec.row} as one network: {spec.epochs} epochs x "
-            f"{members[0].trainer.iters_per_epoch} it, device "
+            f"{members[0].trainer.iters_per_epoch} it, {form} step, device "
             f"{members[0].trainer.runtime.device_name()}: {', '.join(stages)}"
         )
         t0 = time.perf_counter()
         try:
-            _train(members, stages, log)
+            _train(members, stages, form, log)
         except KeyboardInterrupt:
             raise KeyboardInterrupt(_interrupted(members)) from None
         metrics = _finish(members, stages, log)

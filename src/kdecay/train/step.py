@@ -56,6 +56,7 @@ def _make_optimizer(
 
 def sgd_update(
     params: list[torch.Tensor],
+    grads: list[torch.Tensor],
     bufs: list[torch.Tensor],
     lr: torch.Tensor | list[torch.Tensor],
     momentum: float,
@@ -70,9 +71,9 @@ def sgd_update(
 
     (``b`` starts at zeros, which equals SGD's first-step ``b = g``). ``lr``: one 0-dim tensor,
     or one tensor per parameter that broadcasts over it (the fused step's per-member LRs).
-    Pure tensor operations: Dynamo traces it whole, with no graph break."""
+    Pure tensor operations: Dynamo traces it whole, with no graph break. ``grads``: the
+    parameters' gradients (``p.grad``, or those ``torch.func.grad`` returns)."""
     with torch.no_grad():
-        grads = [p.grad for p in params]
         if weight_decay:
             grads = torch._foreach_add(grads, params, alpha=weight_decay)
         if momentum:
@@ -123,6 +124,7 @@ class TrainStep:
             group = self.optimizer.param_groups[0]
             self._params = [p for p in group["params"] if p.requires_grad]
             self._bufs: list[torch.Tensor] = []
+            self._grads: list[torch.Tensor] = []
             self._hyper = (group["momentum"], group["weight_decay"], group["nesterov"])
             self._forward = torch.compile(self._forward_loss, **compile_kw)
             self._update = torch.compile(self._functional_update, **compile_kw)
@@ -139,11 +141,12 @@ class TrainStep:
 
     def _functional_update(self) -> None:
         group = self.optimizer.param_groups[0]
-        sgd_update(self._params, self._bufs, group["lr"], *self._hyper)
+        sgd_update(self._params, self._grads, self._bufs, group["lr"], *self._hyper)
 
     def _init_momentum(self) -> None:
         """Zero momentum buffers where SGD would create them lazily (compiled forms only); the
         update reads them from the optimizer's state, so checkpoints keep their format."""
+        self._grads = [p.grad for p in self._params]  # zeroed in place: the same tensors
         if not self._hyper[0]:
             return
         for p in self._params:
