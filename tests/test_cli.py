@@ -281,8 +281,18 @@ def test_plan_with_fusion_uses_only_a_gpu_speedup_of_the_same_g(tmp_path: Path, 
     params = str(ROOT / "params.yaml")
     assert cli.main(["plan", "--params", params, "--fuse", "4", "--bench", str(bench)]) == 0
     out = capsys.readouterr().out
-    assert "| CIFAR-10 | preact_resnet110 | 13 | 4 | 2.00x | 1.2 | 0.7 |" in out
-    assert "| CIFAR-10 | wrn16_8 | 13 | 4 | not measured | 1.4 | n/a |" in out
+    assert "| CIFAR-10 | preact_resnet110 | 4 | 13 | 4 | 2.00x | 1.2 | 0.7 |" in out
+    assert "| CIFAR-10 | wrn16_8 | 4 | 13 | 4 | not measured | 1.4 | n/a |" in out
+    # --fuse auto: each row's G from sweep.fuse (thin rows 8, the WRN rows alone); a speed-up
+    # measured with G = 4 is not one of G = 8
+    assert cli.main(["plan", "--params", params, "--fuse", "auto", "--bench", str(bench)]) == 0
+    out = capsys.readouterr().out
+    assert "| CIFAR-10 | preact_resnet110 | 8 | 13 | 2 | measured with G = 4 | 1.2 | n/a |" in out
+    assert "| CIFAR-10 | wrn28_10 | 1 | 13 | 13 | not fused | 4.3 | 4.3 |" in out
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error
+        cli.main(["plan", "--params", params, "--fuse", "often"])
+    assert exited.value.code == 2
+    assert "give a whole number G >= 1, or auto" in capsys.readouterr().err
     assert cli.main(["plan", "--params", params, "--fuse", "2", "--bench", str(bench)]) == 0
     assert "| 7 | measured with G = 4 |" in capsys.readouterr().out
     report["device"]["type"] = "cpu"

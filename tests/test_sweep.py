@@ -323,3 +323,29 @@ def test_the_fused_step_form_reaches_each_group_and_needs_fuse() -> None:
     with pytest.raises(ConfigError, match="--fuse 1 fuses no run"):
         check_engine_options(SweepOptions(fuse=1, fused_step="compiled"))
     check_engine_options(SweepOptions(fuse=4, fused_step="compiled"))
+
+
+def test_fuse_auto_takes_each_rows_g_from_the_params(tmp_path: Path) -> None:
+    """``--fuse auto``: the groups of each row hold at most that row's ``sweep.fuse`` runs
+    (a row not listed trains alone); a G below 1 in the params is refused with its key."""
+    import yaml
+
+    from kdecay.checks import ConfigError
+    from kdecay.config import load_config
+    from kdecay.sweep.fusing import units
+    from kdecay.sweep.stages import TrainStage
+
+    config = load_config(ROOT / "params.yaml")
+    assert config.sweep.fuse["preact_resnet110"] == 8 and config.sweep.fuse["wrn28_10"] == 1
+    runs = [r for r in config.runs() if r.dataset == "cifar10"]
+    stages = [TrainStage(r.stage, "", r.row, r.out_dir(), config.spec(r)) for r in runs]
+    sizes: dict[str, list[int]] = {}
+    for unit in units(stages, config.sweep.fuse):
+        sizes.setdefault(unit.stages[0].row, []).append(len(unit.stages))
+    assert max(sizes["preact_resnet110"]) == 8 and sum(sizes["preact_resnet110"]) == 13
+    assert set(sizes["wrn28_10"]) == {1} and set(sizes["wrn16_8"]) == {1}
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["sweep"]["fuse"]["wrn16_8"] = 0
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=r"sweep\.fuse\.wrn16_8"):
+        load_config(tmp_path / "bad.yaml")

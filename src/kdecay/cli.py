@@ -239,6 +239,18 @@ def _add_data_commands(sub: Any) -> None:
     p.set_defaults(func=_cmd_synth)
 
 
+def _fuse(text: str) -> int | str:
+    """``--fuse``: ``auto`` (each row's G in ``sweep.fuse``) or a whole number G."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a whole number G >= 1, or auto (each row's sweep.fuse)"
+        ) from None
+
+
 def _fused_step_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--step",
@@ -331,9 +343,9 @@ def _add_tools(sub: Any) -> None:
     _params_arg(p)
     p.add_argument(
         "--fuse",
-        type=int,
+        type=_fuse,
         metavar="G",
-        help="also the tasks and GPU-hours of `kdecay sweep --fuse G`",
+        help="also the tasks and GPU-hours of `kdecay sweep --fuse G` (G or auto)",
     )
     p.add_argument(
         "--bench",
@@ -380,11 +392,12 @@ def _add_sweep(sub: Any) -> None:
     )
     p.add_argument(
         "--fuse",
-        type=int,
+        type=_fuse,
         default=1,
         metavar="G",
         help="train up to G runs of one row as one fused network, one task each (default 1: "
-        "every run alone; see the README before using it on a GPU)",
+        "every run alone; auto: each row's G in sweep.fuse of the params; see the README "
+        "before using it on a GPU)",
     )
     _fused_step_arg(p)
     g = p.add_argument_group("ray")

@@ -149,24 +149,29 @@ class TrainOptions:
 
 @dataclass(frozen=True)
 class SweepSection:
-    """``sweep``: what each run of a row asks an engine for, and the seconds per epoch
-    ``kdecay plan`` estimates GPU-hours with (targets until measured)."""
+    """``sweep``: what each run of a row asks an engine for, the seconds per epoch ``kdecay
+    plan`` estimates GPU-hours with (targets until measured), and how many runs of a row
+    ``--fuse auto`` trains as one network (``fuse``; 1, alone, for a row not listed)."""
 
     gpu_fraction: dict[str, float]
     cpus_per_run: float = 1.0
     seconds_per_epoch: dict[str, float] = field(default_factory=dict)
+    fuse: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def read(cls, raw: Any, rows: tuple[str, ...]) -> SweepSection:
-        s = Section(raw, "sweep", ("gpu_fraction", "cpus_per_run", "seconds_per_epoch"))
+        keys = ("gpu_fraction", "cpus_per_run", "seconds_per_epoch", "fuse")
+        s = Section(raw, "sweep", keys)
         fractions = Section(s.get("gpu_fraction", {}), "sweep.gpu_fraction", rows)
         rates = Section(s.get("seconds_per_epoch", {}), "sweep.seconds_per_epoch", rows)
+        fuse = Section(s.get("fuse", {}), "sweep.fuse", rows)
         return cls(
             gpu_fraction={r: fractions.number(r, 1, low=0, low_open=True, high=1) for r in rows},
             cpus_per_run=s.number("cpus_per_run", 1, low=1),  # Ray: >= 1 CPU a task
             seconds_per_epoch={
                 r: rates.number(r, low=0, low_open=True) for r in rows if rates.has(r)
             },
+            fuse={r: fuse.int(r, 1, low=1) for r in rows},
         )
 
 

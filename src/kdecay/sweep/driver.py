@@ -53,7 +53,7 @@ class SweepOptions:
     cpus: int | None = None
     shard: tuple[int, int] = (0, 1)
     cluster: str | None = None  # submitit's executor (default slurm); --engine slurm only
-    fuse: int = 1  # at most this many runs of one row trained as one fused network
+    fuse: int | str = 1  # at most G runs of one row as one fused network; "auto": sweep.fuse
     fused_step: str | None = None  # the fused groups' step form (None: train.step)
     slurm: dict[str, Any] = field(default_factory=dict)
 
@@ -240,7 +240,7 @@ def _run_stages(
 ) -> Progress:
     """Run the stages on the engine (fused groups as one task each with ``--fuse``),
     committing each finished one at once."""
-    work = units(stages, opts.fuse)
+    work = units(stages, config.sweep.fuse if opts.fuse == "auto" else int(opts.fuse))
     fractions, cpus = config.sweep.gpu_fraction, config.sweep.cpus_per_run
     # a fused group asks for its members' GPU shares together, at most one GPU
     resources = {u.name: (min(1.0, fractions[u.stages[0].row] * len(u.stages)), cpus) for u in work}
@@ -291,7 +291,8 @@ def run_sweep(opts: SweepOptions) -> int:
     index, count = opts.shard
     check_int(count, "--shard (N of I/N)", low=1, error=ConfigError)
     check_int(index, "--shard (I of I/N)", low=0, high=count - 1, error=ConfigError)
-    check_int(opts.fuse, "--fuse", low=1, error=ConfigError)
+    if opts.fuse != "auto":
+        check_int(opts.fuse, "--fuse", low=1, error=ConfigError)
     check_engine_options(opts)
     config = _preflight(opts)  # bad params or no GPU: fails before any download
     with exclusive_lock(opts.log_dir / "sweep.lock", "a kdecay sweep of this workspace"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +62,18 @@ class Unit:
         return shlex.join(["kdecay", "train-group", "--params", str(params_file), *form, *members])
 
 
-def units(stages: list[TrainStage], fuse: int) -> list[Unit]:
-    """``stages`` as units: each alone when ``fuse`` is 1, else groups of at most ``fuse``
+Fuse = int | Mapping[str, int]
+"""At most G runs per fused group: one G for every row (``--fuse G``), or one per row
+(``--fuse auto``: ``sweep.fuse`` of the params)."""
+
+
+def group_size(fuse: Fuse, row: str) -> int:
+    """The most runs of ``row`` one group takes (1: alone)."""
+    return fuse if isinstance(fuse, int) else fuse.get(row, 1)
+
+
+def units(stages: list[TrainStage], fuse: Fuse) -> list[Unit]:
+    """``stages`` as units: each alone where the row's G is 1, else groups of at most G
     stages of one fuse key (the first stage of each group in ``dvc.yaml`` order)."""
     from kdecay.train.group import has_dropout
 
@@ -72,12 +83,12 @@ def units(stages: list[TrainStage], fuse: int) -> list[Unit]:
     for stage in stages:
         key = stage.spec.fuse_key()
         if key not in fusable:
-            fusable[key] = fuse >= 2 and not has_dropout(stage.spec)
+            fusable[key] = group_size(fuse, stage.row) >= 2 and not has_dropout(stage.spec)
         if not fusable[key]:
             order.append([stage])
             continue
         chunks = groups.setdefault(key, [])
-        if not chunks or len(chunks[-1]) == fuse:
+        if not chunks or len(chunks[-1]) == group_size(fuse, stage.row):
             chunks.append([])
             order.append(chunks[-1])
         chunks[-1].append(stage)

@@ -166,7 +166,7 @@ def plan_json(config: Config, appendix: pd.DataFrame) -> dict:
 def print_plan(
     params_file: Path,
     appendix: Path = Path("paper/appendix_tables.csv"),
-    fuse: int | None = None,
+    fuse: int | str | None = None,
     bench: Path | None = None,
     as_json: bool = False,
 ) -> None:
@@ -179,8 +179,8 @@ def print_plan(
 
     if bench is not None and fuse is None:
         raise ConfigError("--bench gives fused speed-ups: add --fuse G (the G it measured)")
-    if fuse is not None and fuse < 2:
-        raise ConfigError(f"--fuse {fuse}: give G >= 2 runs per fused group")
+    if fuse is not None and fuse != "auto" and int(fuse) < 2:
+        raise ConfigError(f"--fuse {fuse}: give G >= 2 runs per fused group, or auto")
     config = load_config(params_file)
     from kdecay.sweep.plan_fused import read_speedups
 

@@ -24,6 +24,7 @@ import pandas as pd
 from kdecay.checks import ConfigError, check_int, check_number
 from kdecay.config import Config
 from kdecay.data.datasets import DATASETS
+from kdecay.sweep.fusing import Fuse, group_size
 
 __all__ = ["fmt_hours", "fused_plan", "read_speedups", "render_fused_plan"]
 
@@ -72,8 +73,8 @@ def read_speedups(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
     return rows, device
 
 
-def _group_counts(config: Config, fuse: int) -> Counter[tuple[str, str]]:
-    """Tasks per (dataset, row) when the sweep fuses up to ``fuse`` runs."""
+def _group_counts(config: Config, fuse: Fuse) -> Counter[tuple[str, str]]:
+    """Tasks per (dataset, row) when the sweep fuses up to ``fuse`` runs (per row)."""
     from kdecay.sweep.fusing import units
     from kdecay.sweep.stages import TrainStage
 
@@ -84,36 +85,39 @@ def _group_counts(config: Config, fuse: int) -> Counter[tuple[str, str]]:
 
 
 def fused_plan(
-    config: Config, fuse: int, speedups: dict[str, dict[str, Any]], device: str | None
+    config: Config, fuse: int | str, speedups: dict[str, dict[str, Any]], device: str | None
 ) -> pd.DataFrame:
-    """One line per (dataset, row): runs, tasks, the measured speed-up used (NaN: none, with
-    ``why``) and GPU-hours alone and fused."""
-    tasks = _group_counts(config, fuse)
+    """One line per (dataset, row): its G (``fuse``, or the row's ``sweep.fuse`` for
+    ``auto``), runs, tasks, the measured speed-up used (NaN: none, with ``why``) and
+    GPU-hours alone and fused."""
+    groups: Fuse = config.sweep.fuse if fuse == "auto" else int(fuse)
+    tasks = _group_counts(config, groups)
     runs = Counter((r.dataset, r.row) for r in config.runs())
     lines = []
     for dataset in config.datasets:
         for row, recipe in config.rows.items():
             rate = config.sweep.seconds_per_epoch.get(row, math.nan)
             n, t = runs[(dataset, row)], tasks[(dataset, row)]
-            measured = speedups.get(row)
+            measured, g = speedups.get(row), group_size(groups, row)
             why, speedup = "", math.nan
             if t == n:
                 why, speedup = "not fused", 1.0
             elif measured is None:
                 why = "not measured"
-            elif measured["members"] != fuse:
+            elif measured["members"] != g:
                 why = f"measured with G = {measured['members']}"
             elif device != "cuda":
                 why = f"measured on {device}"
             else:
                 speedup = measured["speedup"]
             alone = n * recipe.epochs * rate / 3600
-            members = fuse if t < n else 1  # a fused group is charged as G runs' epochs
+            members = g if t < n else 1  # a fused group is charged as G runs' epochs
             fused = t * members * recipe.epochs * rate / speedup / 3600
             lines.append(
                 {
                     "dataset": dataset,
                     "row": row,
+                    "members": members,
                     "runs": n,
                     "tasks": t,
                     "speedup": speedup,
@@ -125,22 +129,23 @@ def fused_plan(
     return pd.DataFrame(lines)
 
 
-def render_fused_plan(table: pd.DataFrame, fuse: int, source: str) -> str:
+def render_fused_plan(table: pd.DataFrame, fuse: int | str, source: str) -> str:
     """The fused plan as Markdown, with totals where every row has an estimate."""
     lines = [
         f"With `kdecay sweep --fuse {fuse}` (speed-ups from {source}):",
         "",
-        "| dataset | row | runs | tasks | fused speed-up | GPU-h alone | GPU-h fused |",
-        "|---|---|--:|--:|--:|--:|--:|",
+        "| dataset | row | G | runs | tasks | fused speed-up | GPU-h alone | GPU-h fused |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
     ]
     for _, r in table.iterrows():
         speed = r["why"] if r["why"] or math.isnan(r["speedup"]) else f"{r['speedup']:.2f}x"
         lines.append(
-            f"| {DATASETS[r['dataset']].title} | {r['row']} | {r['runs']} | {r['tasks']} "
+            f"| {DATASETS[r['dataset']].title} | {r['row']} | {r['members']} | {r['runs']} "
+            f"| {r['tasks']} "
             f"| {speed} | {fmt_hours(r['gpu_hours'])} | {fmt_hours(r['gpu_hours_fused'])} |"
         )
     lines.append(
-        f"| **total** | | **{table['runs'].sum()}** | **{table['tasks'].sum()}** | "
+        f"| **total** | | | **{table['runs'].sum()}** | **{table['tasks'].sum()}** | "
         f"| **{fmt_hours(table['gpu_hours'])}** | **{fmt_hours(table['gpu_hours_fused'])}** |"
     )
     return "\n".join(lines) + "\n"
