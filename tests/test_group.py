@@ -175,6 +175,19 @@ def test_a_compiled_group_follows_its_runs_alone_through_a_kill(
         assert info["step"] == "fused-compiled"
 
 
+def test_a_group_holds_one_copy_of_the_data(workspace: Path) -> None:  # noqa: F811
+    """The members' loaders read one device copy of the training images and one test loader;
+    each keeps its own order (seed), as its run alone does."""
+    from kdecay.train.group import _build_members
+
+    members = _build_members(_members(workspace, "shared_data"))
+    first = members[0].trainer
+    for m in members[1:]:
+        assert m.trainer.train_loader.packed is first.train_loader.packed
+        assert m.trainer.test_loader is first.test_loader
+    assert members[0].trainer.train_loader.seed != members[2].trainer.train_loader.seed
+
+
 def test_a_diverging_member_stops_and_the_others_go_on(
     workspace: Path,  # noqa: F811
     alone: list[MemberRun],

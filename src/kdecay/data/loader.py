@@ -78,6 +78,8 @@ class GpuLoader:
             normalisation, as when normalising before padding) or ``"reflect"``.
         channels_last: return ``x`` in channels_last memory format.
         dtype: dtype of ``x`` (float32 by default; bfloat16/float16 possible).
+        packed: the same ``images`` already packed on ``device`` by another loader
+            (:attr:`packed`), shared instead of copied (the members of a fused group).
     """
 
     def __init__(
@@ -92,20 +94,24 @@ class GpuLoader:
         padding_mode: str = "zeros",
         channels_last: bool = False,
         dtype: torch.dtype = torch.float32,
+        packed: PackedImages | None = None,
     ) -> None:
         _check_inputs(images, labels, batch_size)
         check_crop_args(PADDING, padding_mode, images.shape[2], images.shape[3])
+        if packed is not None and packed.num != len(images):
+            raise ValueError(f"packed images of another set: {packed.num} != {len(images)}")
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         self.padding_mode = padding_mode
         self.channels_last = channels_last
         self.dtype = dtype
         self.seed = int(seed)
-        self._images = PackedImages(images, self.device)
+        self._images = packed if packed is not None else PackedImages(images, self.device)
         self._labels = labels.to(device=self.device, dtype=torch.int64)
         self._normalize = Normalizer(mean, std, images.shape[1], self.device, dtype, channels_last)
         self._generator = torch.Generator(device="cpu")
         self._generator.manual_seed(self.seed)
+        self.packed = self._images  # what another loader of the same set may share
         self._epoch = 0  # index of the current (or next) epoch
         self._batch = 0  # batches of the current epoch already yielded
         self._epoch_start_state = self._generator.get_state()

@@ -124,7 +124,8 @@ def _build_members(runs: Sequence[MemberRun]) -> list[Member]:
             raise ConfigError(f"rows.{run.spec.row}.model: {err}") from err
         macs = forward_macs(model)
         check_cpu_budget(run.spec, runtime, macs, int(data.train_labels.numel()))
-        trainer = Trainer(run.spec, data, model, runtime)
+        first = members[0].trainer if members else None  # one copy of the data on the device
+        trainer = Trainer(run.spec, data, model, runtime, share_data_with=first)
         members.append(Member(run, trainer, Progress(), macs))
     return members
 

@@ -27,8 +27,16 @@ class Trainer:
     """Holds one run's model, optimizer, schedule and loaders; trains epoch by epoch."""
 
     def __init__(
-        self, spec: RunSpec, data: PreparedData, model: torch.nn.Module, runtime: Runtime
+        self,
+        spec: RunSpec,
+        data: PreparedData,
+        model: torch.nn.Module,
+        runtime: Runtime,
+        share_data_with: Trainer | None = None,
     ) -> None:
+        """``share_data_with``: a trainer of the same data on the same device whose device
+        copy of the training images and whose test loader this one uses (a fused group holds
+        one copy of the data, not one per member)."""
         self.spec, self.runtime, self.device = spec, runtime, runtime.device
         device, channels_last = runtime.device, runtime.channels_last
         self.n_train = int(data.train_labels.numel())
@@ -42,15 +50,20 @@ class Trainer:
             seed=spec.seed,
             padding_mode=spec.padding,
             channels_last=channels_last,
+            packed=share_data_with.train_loader.packed if share_data_with else None,
         )
-        self.test_loader = EvalLoader(
-            data.test_images,
-            data.test_labels,
-            mean=data.mean,
-            std=data.std,
-            device=device,
-            batch_size=spec.train.eval_batch_size,
-            channels_last=channels_last,
+        self.test_loader = (
+            share_data_with.test_loader
+            if share_data_with
+            else EvalLoader(
+                data.test_images,
+                data.test_labels,
+                mean=data.mean,
+                std=data.std,
+                device=device,
+                batch_size=spec.train.eval_batch_size,
+                channels_last=channels_last,
+            )
         )
 
         self.model = model
