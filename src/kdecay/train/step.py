@@ -7,25 +7,26 @@ batch's misclassified count.
 * ``eager``: PyTorch's op-by-op execution; SGD fused on CUDA, and on the CPU torch's default
   (a loop over the parameters: ``foreach`` is a CUDA default); the LR is a
   Python float in the optimizer's param group.
-* ``compiled``: ``torch.compile(dynamic=False)`` of (a) forward + loss + error count, whose
-  backward AOTAutograd compiles alongside, and (b) the SGD update, written here as foreach
-  tensor ops (:func:`sgd_update`: torch's SGD arithmetic without its ``step()`` machinery, so
-  Dynamo traces it in one graph with no break; Inductor fuses it into a few kernels). The LR
+* ``compiled``: ``torch.compile(dynamic=False)`` of ONE function, :meth:`TrainStep._whole_step`:
+  forward under autocast, mean cross-entropy, the gradients by ``torch.func.grad_and_value``
+  over ``functional_call`` of the model (values inside the graph: no ``.grad`` is accumulated
+  outside it, no AccumulateGrad kernel per parameter), and the SGD update in place, written as
+  foreach tensor ops (:func:`sgd_update`: torch's SGD arithmetic without its ``step()``
+  machinery). One graph per step, no graph break (tests/test_step.py counts them). The LR
   lives in a 0-dim tensor on the device that the schedule writes in place (``fill_``), so a
-  new LR never recompiles and never syncs. Inductor folds the autocast weight casts and the BN
-  statistics updates into its kernels.
-* ``graph``: the compiled step with ``mode="reduce-overhead"``: each compiled graph is
-  recorded once as a CUDA graph and replayed (CUDA only).
+  new LR never recompiles and never syncs. Inductor folds the autocast weight casts, the BN
+  statistics updates and the update into its kernels.
+* ``graph``: the compiled step with ``mode="reduce-overhead"``: recorded once as a CUDA graph
+  and replayed (CUDA only); the tensors it updates in place (parameters, BN buffers, momentum,
+  LR) are marked static addresses, so the CUDA graph is not skipped for mutating its inputs.
 
-Static shapes and static addresses: the forward graph is compiled for the full batch only. An
-epoch's last, partial batch (80 images at batch 128 on CIFAR) runs its forward and backward
-eagerly and then the same compiled update, so it never adds a dynamic-shape graph. Gradients
-are zeroed in place (``zero_grad(set_to_none=False)``), never reallocated, so the update (and,
-in ``graph``, its recorded CUDA graph) sees the same gradient, parameter and momentum tensors
-at every step, the partial batch's included: nothing is re-recorded. The momentum buffers are
-created as zeros before the first compiled update (``0 * momentum + g = g`` exactly, as SGD's
-own first step), so the update is traced once, not twice. A process holds one compiled step at
-a time: building one drops the graphs compiled before (``torch.compiler.reset``).
+Static shapes and static addresses: the step is compiled for the full batch only; an epoch's
+last, partial batch (80 images at batch 128 on CIFAR) runs the same function eagerly, so it
+never adds a dynamic-shape graph. The parameters, buffers and momentum are updated in place,
+never reallocated, so every step sees the same tensors. The momentum buffers are created as
+zeros before the first step (``0 * momentum + g = g`` exactly, as SGD's own first step), so the
+step is traced once, not twice. A process holds one compiled step at a time: building one
+drops the graphs compiled before (``torch.compiler.reset``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, grad_and_value
 
 from kdecay.train.runtime import Runtime
 
@@ -91,7 +93,7 @@ class TrainStep:
         runtime: device, autocast and ``step`` form (``eager``, ``compiled``, ``graph``).
         lr: initial learning rate (the schedule overwrites it every iteration).
         hyper: the remaining SGD arguments (momentum, nesterov, weight_decay).
-        full_batch: the batch size the compiled training forward is specialised to.
+        full_batch: the batch size the compiled training step is specialised to.
         eval_batch: the batch size the compiled evaluation forward is specialised to.
     """
 
@@ -108,9 +110,8 @@ class TrainStep:
         self.full_batch, self.eval_batch = int(full_batch), int(eval_batch)
         self.optimizer = _make_optimizer(model, runtime, lr, hyper)
         self.compiled = runtime.step != "eager"
-        self._momentum_ready = False  # buffers made once, not per step (a host-side loop)
-        self._forward: Callable[[torch.Tensor, torch.Tensor], StepOut] = self._forward_loss
-        self._update: Callable[[], None] = self._sgd_update
+        self._state_ready = False  # momentum made once, not per step (a host-side loop)
+        self._whole: Callable[..., StepOut] = self._whole_step
         self._logits: Callable[[torch.Tensor], torch.Tensor] = self._eval_logits
         if self.compiled:
             # Dynamo keys its cache on the code of these methods and guards on ``self``: beyond
@@ -122,12 +123,11 @@ class TrainStep:
             if backend == "inductor":
                 compile_kw["mode"] = mode
             group = self.optimizer.param_groups[0]
-            self._params = [p for p in group["params"] if p.requires_grad]
+            self._params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+            self._buffers = dict(model.named_buffers())
             self._bufs: list[torch.Tensor] = []
-            self._grads: list[torch.Tensor] = []
             self._hyper = (group["momentum"], group["weight_decay"], group["nesterov"])
-            self._forward = torch.compile(self._forward_loss, **compile_kw)
-            self._update = torch.compile(self._functional_update, **compile_kw)
+            self._whole = torch.compile(self._whole_step, **compile_kw)
             self._logits = torch.compile(self._eval_logits, **compile_kw)
 
     def _forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> StepOut:
@@ -136,40 +136,66 @@ class TrainStep:
             loss = F.cross_entropy(out, y)
         return loss, (out.detach().argmax(1) != y).sum()
 
-    def _sgd_update(self) -> None:
-        self.optimizer.step()
+    def _whole_step(
+        self,
+        params: dict[str, torch.Tensor],
+        buffers: dict[str, torch.Tensor],
+        bufs: list[torch.Tensor],
+        lr: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+    ) -> StepOut:
+        """Forward, backward (``torch.func.grad_and_value``: the gradients are values of the
+        graph, no ``.grad`` is accumulated outside it) and the SGD update in place, as one
+        function: compiled, one graph per step."""
 
-    def _functional_update(self) -> None:
-        group = self.optimizer.param_groups[0]
-        sgd_update(self._params, self._grads, self._bufs, group["lr"], *self._hyper)
+        def loss_of(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> Any:
+            with self.runtime.autocast():
+                out = functional_call(self.model, (p, b), (x,))
+                loss = F.cross_entropy(out, y)
+            return loss, (loss.detach(), (out.detach().argmax(1) != y).sum())
 
-    def _init_momentum(self) -> None:
+        grads, (_, (loss, wrong)) = grad_and_value(loss_of, has_aux=True)(params, buffers)
+        sgd_update(list(params.values()), list(grads.values()), bufs, lr, *self._hyper)
+        return loss, wrong
+
+    def _init_state(self) -> None:
         """Zero momentum buffers where SGD would create them lazily (compiled forms only); the
-        update reads them from the optimizer's state, so checkpoints keep their format."""
-        self._grads = [p.grad for p in self._params]  # zeroed in place: the same tensors
-        if not self._hyper[0]:
-            return
-        for p in self._params:
-            state = self.optimizer.state[p]
-            if state.get("momentum_buffer") is None:
-                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        self._bufs = [self.optimizer.state[p]["momentum_buffer"] for p in self._params]
+        update reads them from the optimizer's state, so checkpoints keep their format. In
+        ``graph``, the tensors the step updates in place are static addresses."""
+        if self._hyper[0]:
+            for p in self._params.values():
+                state = self.optimizer.state[p]
+                if state.get("momentum_buffer") is None:
+                    state["momentum_buffer"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format
+                    )
+            self._bufs = [self.optimizer.state[p]["momentum_buffer"] for p in self._params.values()]
+        if self.runtime.step == "graph":
+            lr = self.optimizer.param_groups[0]["lr"]
+            for t in [*self._params.values(), *self._buffers.values(), *self._bufs, lr]:
+                torch._dynamo.mark_static_address(t)
+        # the update bypasses optimizer.step(), whose wrapper tells torch's LRScheduler that
+        # the optimizer stepped (else it warns that the schedule skips a value: ours does not,
+        # LRSchedule computes the LR from its own counter)
+        self.optimizer._opt_called = True  # type: ignore[attr-defined]
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepOut:
         """One step on the batch ``(x, y)``; returns detached (loss, misclassified count)."""
-        forward = self._forward if len(y) == self.full_batch else self._forward_loss
-        loss, wrong = forward(x, y)
-        self.optimizer.zero_grad(set_to_none=not self.compiled)  # compiled: same addresses
-        loss.backward()
-        if self.compiled and not self._momentum_ready:
-            self._init_momentum()
-            self._momentum_ready = True
-            # the update bypasses optimizer.step(), whose wrapper tells torch's LRScheduler
-            # that the optimizer stepped (else it warns that the schedule skips a value: ours
-            # does not, LRSchedule computes the LR from its own counter)
-            self.optimizer._opt_called = True  # type: ignore[attr-defined]
-        self._update()
-        return loss.detach(), wrong
+        if not self.compiled:
+            loss, wrong = self._forward_loss(x, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            return loss.detach(), wrong
+        if not self._state_ready:
+            self._init_state()
+            self._state_ready = True
+        # the full batch runs the compiled step; an epoch's partial batch the same function
+        # eagerly (never a second, dynamic-shape graph)
+        whole = self._whole if len(y) == self.full_batch else self._whole_step
+        lr = self.optimizer.param_groups[0]["lr"]
+        return whole(self._params, self._buffers, self._bufs, lr, x, y)
 
     def _eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         with self.runtime.autocast():
@@ -196,7 +222,7 @@ class TrainStep:
         the compiled forms keep writing the same device tensor."""
         lr_tensor = self.lr_tensor()
         self.optimizer.load_state_dict(state)
-        self._momentum_ready = False  # the loaded state may lack buffers
+        self._state_ready = False  # the loaded state may lack buffers
         for group in self.optimizer.param_groups:
             value = float(group["lr"])
             if lr_tensor is None:
