@@ -31,12 +31,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+from torch.func import functional_call, stack_module_state, vmap
 
 from kdecay.data.loader import GpuLoader
 from kdecay.train.fused_precision import cast_like_autocast
 from kdecay.train.runtime import Runtime
-from kdecay.train.step import sgd_update
+from kdecay.train.step import functional_sgd_step
 
 __all__ = ["FusedLoader", "FusedStep"]
 
@@ -133,11 +133,8 @@ class FusedStep:
             loss, wrong = vmap(self._member_loss)(p, b, x, y)  # b: BN statistics, in place
             return loss.sum(), (loss.detach(), wrong)
 
-        grads, (_, (loss, wrong)) = grad_and_value(total, has_aux=True)(params, buffers)
-        plist = list(params.values())
-        lr_views = [lr.view(-1, *([1] * (p.dim() - 1))) for p in plist]
-        sgd_update(plist, list(grads.values()), momentum, lr_views, *self._hyper)
-        return loss, wrong
+        lr_views = [lr.view(-1, *([1] * (p.dim() - 1))) for p in params.values()]
+        return functional_sgd_step(total, params, buffers, momentum, lr_views, self._hyper)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> FusedOut:
         """One step on ``x [G, B, C, H, W]``, ``y [G, B]``; returns detached per-member

@@ -40,7 +40,7 @@ from torch.func import functional_call, grad_and_value
 
 from kdecay.train.runtime import Runtime
 
-__all__ = ["TrainStep", "sgd_update"]
+__all__ = ["TrainStep", "functional_sgd_step", "sgd_update"]
 
 StepOut = tuple[torch.Tensor, torch.Tensor]
 
@@ -83,6 +83,24 @@ def sgd_update(
             torch._foreach_add_(bufs, grads)
             grads = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
         torch._foreach_add_(params, torch._foreach_mul(grads, lr), alpha=-1)
+
+
+def functional_sgd_step(
+    loss_of: Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor]], Any],
+    params: dict[str, torch.Tensor],
+    buffers: dict[str, torch.Tensor],
+    bufs: list[torch.Tensor],
+    lr: torch.Tensor | list[torch.Tensor],
+    hyper: tuple[float, float, bool],
+) -> Any:
+    """One whole SGD step as tensor functions: ``loss_of(params, buffers) -> (loss, aux)``
+    differentiated by ``torch.func.grad_and_value`` (the gradients are values, nothing is
+    accumulated in ``.grad``; ``buffers``, the BN statistics, are passed in and updated in
+    place), then :func:`sgd_update` of ``params`` and ``bufs`` in place; returns ``aux``.
+    Traced by Dynamo into one graph, no break."""
+    grads, (_, aux) = grad_and_value(loss_of, has_aux=True)(params, buffers)
+    sgd_update(list(params.values()), list(grads.values()), bufs, lr, *hyper)
+    return aux
 
 
 class TrainStep:
@@ -155,9 +173,7 @@ class TrainStep:
                 loss = F.cross_entropy(out, y)
             return loss, (loss.detach(), (out.detach().argmax(1) != y).sum())
 
-        grads, (_, (loss, wrong)) = grad_and_value(loss_of, has_aux=True)(params, buffers)
-        sgd_update(list(params.values()), list(grads.values()), bufs, lr, *self._hyper)
-        return loss, wrong
+        return functional_sgd_step(loss_of, params, buffers, bufs, lr, self._hyper)
 
     def _init_state(self) -> None:
         """Zero momentum buffers where SGD would create them lazily (compiled forms only); the
