@@ -219,6 +219,32 @@ def test_train_group_refuses_what_cannot_be_fused(workspace: Path, capsys) -> No
     assert "not a training stage" in capsys.readouterr().err
 
 
+def test_a_group_beside_a_training_of_its_member_stops_in_one_line(
+    workspace: Path,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A second tool training a member (a `dvc repro` of its stage beside the sweep, holding
+    the run's lock): `kdecay train-group` waits a moment, then stops in one line, exit 2,
+    before any member's checkpoint or outputs are touched."""
+    import kdecay.train.group as group_mod
+    from kdecay.fileio import exclusive_lock
+    from kdecay.train.group import member_runs
+
+    monkeypatch.setattr(group_mod, "LOCK_WAIT_S", 0.5)
+    monkeypatch.chdir(workspace)  # the stages' output folders are relative to it
+    params = workspace / "params.yaml"
+    stages = ["train_kdecay@cifar10-tiny-1-0", "train_kdecay@cifar10-tiny-3-0"]
+    runs = member_runs(params, stages)
+    lock = checkpoint_path(runs[1].spec).parent / "train.lock"
+    argv = ["train-group", "--params", str(params), "--stage", stages[0], "--stage", stages[1]]
+    with exclusive_lock(lock, "a dvc repro of the stage"):
+        assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cifar10/tiny/k3/seed0 is already running" in err[0], err
+    assert not any((r.out_dir / "metrics.json").exists() for r in runs)
+
+
 def _train_group_cmd(ws: Path, stages: list[str]) -> list[str]:
     """``kdecay train-group`` of ``stages`` as a user types it."""
     cmd = [
