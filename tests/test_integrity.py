@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -520,3 +521,29 @@ def test_check_refuses_every_value_train_refuses(tmp_path: Path, capsys) -> None
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert main(["check", "--params", str(tmp_path / "params.yaml")]) == 2
     assert "rows.wrn16_8.epochs must be an integer >= 1, got -3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("final_test_error", 150.0), ("status", "done"), ("epochs_completed", 3)],
+    ids=["error-150", "unknown-status", "short-of-its-epochs"],
+)
+def test_the_sweep_never_adopts_a_forged_run(tmp_path: Path, field: str, value: Any) -> None:
+    """A sweep adopts (records in dvc.lock without training) a run whose outputs say it
+    finished; it reads them with the reports' reader, so a forged or damaged metrics.json is
+    trained again rather than recorded."""
+    from figure_runs import figure_params, run_spec, write_run
+    from kdecay.config import run_folder
+    from kdecay.sweep.stages import TrainStage, adoptable
+
+    params = figure_params(tmp_path, datasets=["cifar10"])
+    root = tmp_path / "runs"
+    write_run(root, "cifar10", "wrn16_8", "k1", 0, 5.0, epochs=200)
+    folder = run_folder(root, "cifar10", "wrn16_8", "k1", 0)
+    (folder / "model.pt").write_bytes(b"weights")
+    spec = run_spec(params, "cifar10", "wrn16_8", "k1", 0)
+    stage = TrainStage("train_kdecay@cifar10-wrn16_8-1-0", "", "wrn16_8", folder, spec)
+    assert adoptable(stage)  # as written: a finished run of this configuration
+    metrics = folder / "metrics.json"
+    metrics.write_text(json.dumps(json.loads(metrics.read_text()) | {field: value}))
+    assert not adoptable(stage)

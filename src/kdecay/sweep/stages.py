@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kdecay.checks import ConfigError
 from kdecay.config import TRAINING_STAGE, RunSpec, load_config
-from kdecay.report.summary import read_metrics
+from kdecay.report.run_files import read_run
 
 __all__ = ["TrainStage", "adoptable", "commit_stage", "stale_training_stages"]
 
@@ -64,16 +64,18 @@ def stale_training_stages(root: Path, params_file: Path) -> list[TrainStage]:
 def adoptable(stage: TrainStage) -> bool:
     """True if the stage's run already finished with this very configuration (its outputs are
     complete and ``run.json`` carries the config hash the params give now), so that recording
-    it is enough: a driver killed between a run's end and its ``dvc commit`` loses nothing."""
-    run_json, metrics = stage.out_dir / "run.json", stage.out_dir / "metrics.json"
-    needed = [run_json, metrics, stage.out_dir / "history.csv"]
+    it is enough: a driver killed between a run's end and its ``dvc commit`` loses nothing.
+    The files are read by the reports' own reader (:func:`kdecay.report.run_files.read_run`):
+    a damaged or forged run (a status outside the closed set, errors outside [0, 100], a
+    completed run short of its epochs, another config's hash) is never adopted."""
+    needed = [stage.out_dir / n for n in ("run.json", "metrics.json", "history.csv")]
     if stage.spec.train.save_weights:
         needed.append(stage.out_dir / "model.pt")
     if not all(p.is_file() for p in needed):
         return False
-    done = (read_metrics(metrics, quiet=True) or {}).get("status") in ("completed", "diverged")
-    same = (read_metrics(run_json, quiet=True) or {}).get("config_hash")
-    return done and same == stage.spec.config_hash()
+    spec = stage.spec
+    found = read_run(stage.out_dir, spec.config_hash(), spec.epochs, stage.name)
+    return found.status in ("completed", "diverged")
 
 
 COMMIT_WAIT_S = 300.0  # how long a commit waits for another DVC command to let go
