@@ -242,3 +242,20 @@ def test_a_forged_run_is_not_drawn(tmp_path: Path) -> None:
     labels = [line.get_label() for line in ax.get_lines()]
     assert not any(label.startswith("k=1 (control)") for label in labels), labels
     assert any(label.startswith("original recipe") for label in labels)
+
+
+def test_a_garbage_history_row_is_named_and_left_out(tmp_path: Path, capsys) -> None:
+    """A history.csv row no trainer writes (a word for a number, an error of 150%, epoch 0 or
+    past the run's epochs) is left out of the curves and named in one warning line; an empty
+    test error (an epoch not evaluated) is no garbage."""
+    from kdecay.report.plotdata import read_history
+
+    path = tmp_path / "history.csv"
+    path.write_text(
+        "epoch,lr,test_error\n1,0.1,50\n2,0.1,\nx,0.1,40\n3,0.1,abc\n4,0.1,150\n0,0.1,9\n5,0.1,30\n"
+        "9,0.1,20\n"
+    )
+    h = read_history(path, epochs=5)
+    assert h is not None and h["epoch"].tolist() == [1, 5] and h["test_error"].tolist() == [50, 30]
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0] == f"warning: {path}: 5 row(s) not a trainer's (line 4, 5, 6, 7, 9), left out"

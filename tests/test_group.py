@@ -136,6 +136,36 @@ def test_fused_members_follow_their_runs_alone_through_a_kill(
     assert info["step"] == "fused-eager"
 
 
+def test_a_fused_member_resumed_alone_follows_its_run_alone(
+    workspace: Path,  # noqa: F811
+    alone: list[MemberRun],
+) -> None:
+    """A group stopped in epoch 2; one member then trained on alone (`kdecay train`, as `dvc
+    repro -s` of its stage does) from the group's checkpoint: it follows its run alone within
+    the fused tolerance (README), and the temporary file a killed write left in its folder
+    is removed (it would make `dvc status` dirty)."""
+    group = _members(workspace, "fused_then_alone")
+    for run in group:
+        forget_checkpoints(run.spec)
+
+    def stop_in_epoch_2(line: str) -> None:
+        if "k3/seed0] epoch 2/4" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_group(group, log=stop_in_epoch_2)
+    member, ref = group[1], alone[1]
+    stale = member.out_dir / ".history.csv.k1ll3d.tmp"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("epoch,lr\n1,")
+    lines: list[str] = []
+    metrics = train_run(member.spec, member.out_dir, log=lines.append)
+    assert any("resuming from" in line for line in lines), lines
+    assert metrics["status"] == "completed" and not stale.exists()
+    _assert_follows(member.out_dir, ref.out_dir)
+    assert "fused_with" not in json.loads((member.out_dir / "run.json").read_text())
+
+
 def test_a_compiled_group_follows_its_runs_alone_through_a_kill(
     workspace: Path,  # noqa: F811
     alone: list[MemberRun],

@@ -196,6 +196,60 @@ def test_kill_9_loses_no_finished_run(base: Path, reference: Path) -> None:
     assert results(ws) == results(reference)  # equal to an uninterrupted sweep
 
 
+def test_a_fused_sweep_killed_at_ten_random_points_loses_no_epoch(
+    base: Path, reference: Path
+) -> None:
+    """``kdecay sweep --fuse 4`` SIGKILLed ten times: nine at seeded random times of each try
+    (start-up, training, final writes, commits alike) and once as soon as a member's
+    metrics.json is written (its group's other outputs and its ``dvc commit`` not yet). Each
+    rerun resumes; in the end every run is recorded (``dvc status`` clean), each follows its
+    run alone (test_step's tolerance) and no run trained an epoch twice beyond one checkpoint
+    interval per kill."""
+    import random
+
+    ws = clone(base, "killed_fused")
+    cmd = [sys.executable, "-m", "kdecay", "sweep", "--gpus", "2", "--cpus", "4", "--fuse", "4"]
+    written = "results/runs/*/*/*/*/metrics.json"
+    rng = random.Random(20261205)
+    kills = 0
+    while True:
+        before = set(ws.glob(written))
+        proc = subprocess.Popen(cmd, cwd=ws, env=env_for(ws), stdout=subprocess.DEVNULL)
+        at = time.monotonic() + rng.uniform(3.0, 30.0) if kills < 9 else None
+        while proc.poll() is None and kills < 10:
+            if (at is not None and time.monotonic() >= at) or (
+                at is None and set(ws.glob(written)) - before
+            ):
+                proc.kill()
+                kills += 1
+                break
+            time.sleep(0.02)
+        proc.wait()
+        deadline = time.time() + 30  # the training children die with their Ray workers
+        while _our_training_pids(ws) and time.time() < deadline:
+            time.sleep(0.5)
+        assert not _our_training_pids(ws)
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, proc.returncode
+    assert kills >= 5, f"the sweep finished after {kills} kills: draw the kill times earlier"
+    assert "Data and pipelines are up to date" in dvc(ws, "status")
+    alone, got = results(reference), results(ws)
+    assert got.keys() == alone.keys()
+    logs = [
+        line
+        for log in sorted((ws / "results" / "logs").glob("*.log"))
+        for line in log.read_text().splitlines()
+    ]
+    for out, ref in alone.items():
+        assert got[out]["status"] == ref["status"] == "completed", out
+        for key in ("final_train_loss", "final_test_loss"):
+            assert abs(got[out][key] - ref[key]) <= 0.01 + 0.01 * abs(ref[key]), (out, key)
+        label = "/".join(Path(out).parts[2:])  # results/runs/<dataset>/<row>/<method>/<seed>
+        epochs = sum(f"{label}] epoch " in line for line in logs)
+        assert ref["epochs_completed"] <= epochs <= ref["epochs_completed"] + kills, (out, epochs)
+
+
 def test_run_cache_merges_two_clones_without_retraining(base: Path, reference: Path) -> None:
     remote = base.parent / "remote"
     halves = [clone(base, f"half{i}") for i in range(2)]

@@ -51,6 +51,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write_many({path: data})
 
 
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temporary siblings (``.<name>.*.tmp``) that an atomic write killed before its
+    rename left in ``folder`` (they would make ``dvc status`` of a recorded run dirty); call it
+    holding the folder's writer lock, so no live write is removed. Returns what it removed."""
+    stale = sorted(folder.glob(".*.tmp")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_write_many(files: dict[Path, bytes]) -> None:
     """Write several files all or none: every temporary sibling file is written first (a
     failure removes them and leaves the old files untouched), then each is renamed into

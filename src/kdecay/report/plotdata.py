@@ -33,6 +33,7 @@ def read_history(path: Path, epochs: int | None = None) -> pd.DataFrame | None:
         return None
     table = read_csv(path, ["epoch", "test_error"])
     h = table[["epoch", "test_error"]].apply(pd.to_numeric, errors="coerce")
+    _drop_garbage(path, table, h, epochs)
     if epochs is not None:
         missing = sorted(set(range(1, epochs + 1)) - set(h["epoch"].dropna().astype(int)))
         if missing:
@@ -40,6 +41,25 @@ def read_history(path: Path, epochs: int | None = None) -> pd.DataFrame | None:
             print(f"warning: {path} lacks epoch(s) {shown} of {epochs}: truncated or damaged")
     h = h.dropna()
     return h if len(h) else None
+
+
+def _drop_garbage(path: Path, raw: pd.DataFrame, h: pd.DataFrame, epochs: int | None) -> None:
+    """Blank (in place) and name in one warning line the rows of ``h`` that no trainer
+    writes: an epoch that is not a whole number >= 1 (or past ``epochs``), a test error that
+    is not a number in [0, 100] (an empty cell is an epoch not evaluated, kept)."""
+    epoch, error = h["epoch"], h["test_error"]
+    written = raw["test_error"].astype(str).str.strip().ne("") & raw["test_error"].notna()
+    bad_epoch = epoch.isna() | (epoch < 1) | (epoch % 1 != 0)
+    if epochs is not None:
+        bad_epoch |= epoch > epochs
+    bad_error = (written & error.isna()) | (error < 0) | (error > 100)
+    bad = bad_epoch | bad_error
+    if bad.any():
+        lines = ", ".join(str(i + 2) for i in bad[bad].index[:5]) + (
+            " ..." if bad.sum() > 5 else ""
+        )
+        print(f"warning: {path}: {int(bad.sum())} row(s) not a trainer's (line {lines}), left out")
+        h.loc[bad, :] = float("nan")
 
 
 def series_label(method: str) -> str:

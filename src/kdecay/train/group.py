@@ -38,7 +38,7 @@ import torch
 
 from kdecay.checks import ConfigError
 from kdecay.config import RunSpec, load_config
-from kdecay.fileio import check_writable, exclusive_lock, write_history
+from kdecay.fileio import check_writable, exclusive_lock, remove_stale_temps, write_history
 from kdecay.models import build_from_spec, forward_macs
 from kdecay.train.checkpoint import checkpoint_path, good_checkpoints
 from kdecay.train.fused import FusedLoader, FusedStep
@@ -277,6 +277,8 @@ def train_group(
             lock = checkpoint_path(m.spec).parent / "train.lock"
             what = f"the training of {m.spec.label}"
             locks.enter_context(exclusive_lock(lock, what, wait_s=LOCK_WAIT_S))
+        for m in members:
+            remove_stale_temps(m.run.out_dir)  # a killed write's leftovers
         _resume(members, log)
         for m in members:  # what its checkpoints and run.json say trained it
             if m.to_train:

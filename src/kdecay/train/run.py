@@ -20,7 +20,7 @@ from kdecay.checks import ConfigError
 from kdecay.config import RunSpec
 from kdecay.data.datasets import DATASETS
 from kdecay.data.prepare import PreparedData, load_prepared, prepared_path
-from kdecay.fileio import check_writable, exclusive_lock, write_history
+from kdecay.fileio import check_writable, exclusive_lock, remove_stale_temps, write_history
 from kdecay.models import build_from_spec, forward_macs
 from kdecay.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from kdecay.train.outputs import Progress, evaluates, final_metrics, write_outputs
@@ -194,6 +194,7 @@ def train_run(spec: RunSpec, out_dir: Path, log: Log = print) -> dict[str, Any]:
     lock = checkpoint_path(spec).parent / "train.lock"
     # one trainer per run; a requeued job may start while the job it replaces still exits
     with exclusive_lock(lock, f"the training of {spec.label}", wait_s=LOCK_WAIT_S):
+        remove_stale_temps(out_dir)  # a killed write's leftovers
         progress = _resume(trainer, spec, checkpoint_path(spec), log)
         run_info = provenance(spec, trainer, macs)
         if progress.epoch < spec.epochs and progress.status == "completed":
