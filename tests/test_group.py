@@ -203,6 +203,17 @@ def test_a_compiled_group_follows_its_runs_alone_through_a_kill(
         _assert_follows(run.out_dir, ref.out_dir)
         info = json.loads((run.out_dir / "run.json").read_text())
         assert info["step"] == "fused-compiled"
+    # recorded, its checkpoints cleaned (`kdecay clean-checkpoints`): a train-group of the same
+    # stages trains nothing and rewrites nothing (A11)
+    before = [(r.out_dir / "metrics.json").read_bytes() for r in group]
+    for run in group:
+        forget_checkpoints(run.spec)
+    again: list[str] = []
+    metrics = train_group(group, step="compiled", log=again.append)
+    assert not any("] epoch " in line for line in again), again
+    assert sum("nothing to do" in line for line in again) == 3
+    assert [json.loads(b) for b in before] == metrics
+    assert [(r.out_dir / "metrics.json").read_bytes() for r in group] == before
 
 
 def test_a_group_holds_one_copy_of_the_data(workspace: Path) -> None:  # noqa: F811

@@ -279,6 +279,12 @@ def train_group(
             locks.enter_context(exclusive_lock(lock, what, wait_s=LOCK_WAIT_S))
         for m in members:
             remove_stale_temps(m.run.out_dir)  # a killed write's leftovers
+        everyone = members
+        done = {id(m): metrics for m in members if (metrics := m.recorded_metrics(log)) is not None}
+        if len(done) == len(members):
+            return [done[id(m)] for m in members]
+        members = [m for m in members if id(m) not in done]
+        stages = [m.run.stage for m in members]
         _resume(members, log)
         for m in members:  # what its checkpoints and run.json say trained it
             if m.to_train:
@@ -294,6 +300,6 @@ def train_group(
             _train(members, stages, form, log)
         except KeyboardInterrupt:
             raise KeyboardInterrupt(_interrupted(members)) from None
-        metrics = _finish(members, stages, log)
+        done |= dict(zip(map(id, members), _finish(members, stages, log), strict=True))
     log(f"[fused] group of {len(members)} done in {fmt_seconds(time.perf_counter() - t0)}")
-    return metrics
+    return [done[id(m)] for m in everyone]

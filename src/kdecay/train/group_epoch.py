@@ -10,9 +10,10 @@ test batches (``FusedStep.logits``) and reduces per member as ``Trainer.evaluate
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from kdecay.config import RunSpec
+from kdecay.train.checkpoint import checkpoint_path, previous_path
 from kdecay.train.fused import FusedLoader, FusedStep
 from kdecay.train.outputs import Progress, evaluates
 from kdecay.train.trainer import Trainer
@@ -56,6 +58,23 @@ class Member:
     def to_train(self) -> bool:
         """Epochs left and not diverged."""
         return self.progress.status == "completed" and self.progress.epoch < self.spec.epochs
+
+    def recorded_metrics(self, log: Callable[[str], None]) -> dict[str, Any] | None:
+        """The metrics of a member trained before whose checkpoints are gone (cleaned once
+        recorded) and whose outputs are complete and of this configuration (the reports'
+        reader, :func:`kdecay.report.run_files.read_run`); None for a member to train or
+        resume."""
+        from kdecay.report.run_files import read_run
+
+        path = checkpoint_path(self.spec)
+        if path.exists() or previous_path(path).exists():
+            return None
+        out = self.run.out_dir
+        found = read_run(out, self.spec.config_hash(), self.spec.epochs, self.run.stage)
+        if found.status not in ("completed", "diverged"):
+            return None
+        log(f"[{self.spec.label}] already trained ({out} complete): nothing to do")
+        return json.loads((out / "metrics.json").read_text())
 
 
 class GroupEpoch:
