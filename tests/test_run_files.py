@@ -155,9 +155,16 @@ def test_a_formula_is_kept_as_text_in_the_summary(tmp_path: Path) -> None:
     params, runs = _workspace(tmp_path)
     _damage(run_folder(runs, "cifar10", ROW, "k1", 0), _run_json("device", "+1+cmd"))
     _damage(run_folder(runs, "cifar10", ROW, "k1", 0), _metrics("device", "@SUM(A1)"))
+    link = '=HYPERLINK("http://x.invalid","click")'  # the audit's D14: in run.json alone
+    folder = run_folder(runs, "cifar10", ROW, "original", 0)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    del metrics["device"]  # as the trainer writes it: the device is in run.json only
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    _damage(folder, _run_json("device", link))
     aggregate(runs, tmp_path / "summary.csv", params)
     lines = _lines(pd.read_csv(tmp_path / "summary.csv"))[0]
     assert lines.loc[("k1", 0), "device"] == "'@SUM(A1)"
+    assert lines.loc[("original", 0), "device"] == "'" + link
     assert safe_cell("-2") == "'-2" and safe_cell("\tx") == "'\tx" and safe_cell("cpu") == "cpu"
 
 
