@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import matplotlib.image as mpimg
 import pytest
 
 from figure_runs import APPENDIX, REPO, figure_params, write_run
-from kdecay.config import ConfigError, load_config, run_folder
+from kdecay.config import ConfigError, load_config
 from kdecay.report.aggregate import aggregate
 from kdecay.report.figures import SYNTHETIC_PREFIX, _lr_figure, figure_title, write_figures
 from kdecay.report.tables import load_appendix
@@ -225,23 +224,6 @@ def test_lr_figure_draws_each_rows_own_schedules(tmp_path: Path) -> None:
     assert titles == [
         f"{row} ({391} it./epoch)" for row in ("preact_resnet110", "wrn16_8", "wrn28_10_sgdr")
     ]
-
-
-def test_a_forged_run_is_not_drawn(tmp_path: Path) -> None:
-    """The curves read the runs through the reports' reader: a run whose metrics.json is
-    forged (an error of 150%) draws no curve, the others still do."""
-    from kdecay.report.curves import curves_figure
-    from kdecay.report.summary import read_summary
-
-    params, summary, root = _curves_fixture(tmp_path)
-    metrics = run_folder(root, "cifar10", "wrn16_8", "k1", 0) / "metrics.json"
-    forged = json.loads(metrics.read_text()) | {"final_test_error": 150.0}
-    metrics.write_text(json.dumps(forged))
-    fig = curves_figure(load_config(params), read_summary(summary)[1], root)
-    ax = next(a for a in fig.axes if a.get_title().startswith("CIFAR-10 / wrn16_8 "))
-    labels = [line.get_label() for line in ax.get_lines()]
-    assert not any(label.startswith("k=1 (control)") for label in labels), labels
-    assert any(label.startswith("original recipe") for label in labels)
 
 
 def test_a_garbage_history_row_is_named_and_left_out(tmp_path: Path, capsys) -> None:

@@ -52,7 +52,17 @@ def _worker_pids(out: Path) -> list[int]:
             continue
         if any(b"run_steps" in a for a in args) and str(out).encode() in args:
             pids.append(int(pid))
-    return pids
+    # Inductor's compile workers are forked from the worker, with its command line: the
+    # worker is the one whose parent is not one of them
+    return [pid for pid in pids if _parent(pid) not in pids]
+
+
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state
 
 
 def _kill_worker_in_bench(out: Path, log: Path) -> subprocess.Popen[str]:

@@ -27,7 +27,7 @@ from matplotlib.ticker import MaxNLocator
 
 from kdecay.config import Config, run_folder
 from kdecay.report.plotdata import read_history
-from kdecay.report.run_files import read_run
+from kdecay.report.summary import read_metrics
 from kdecay.report.tables import DATASET_TITLES
 
 __all__ = ["ROLES", "TEXT_WIDTH", "curves_figure", "visible_range"]
@@ -79,21 +79,12 @@ def _lines(cells: pd.DataFrame, dataset: str, row: str, sgdr: bool) -> list[tupl
 
 
 def _history(runs_root: Path, config: Config, key: tuple[str, str, str]) -> pd.DataFrame | None:
-    """The history of the smallest seed of ``(dataset, row, method folder)`` that has one; a
-    run whose files the reports' reader finds corrupt (:func:`read_run`) is not drawn."""
-    runs = {r.out_dir(runs_root): r for r in config.runs()}
+    """The history of the smallest seed of ``(dataset, row, method folder)`` that has one."""
     for seed in sorted(config.seeds):
         folder = run_folder(runs_root, *key, seed)
-        run = runs.get(folder)
-        if run is None:
-            continue
-        spec = config.spec(run)
-        files = read_run(folder, spec.config_hash(), spec.epochs, run.stage)
-        if files.status == "corrupt":
-            continue
-        h = read_history(
-            folder / "history.csv", spec.epochs if files.status == "completed" else None
-        )
+        completed = (read_metrics(folder / "metrics.json", quiet=True) or {}).get("status")
+        epochs = config.rows[key[1]].epochs if completed == "completed" else None
+        h = read_history(folder / "history.csv", epochs)
         if h is not None:
             return h
     return None
