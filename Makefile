@@ -44,8 +44,9 @@ repro: $(STAMP)
 	kdecay clean-checkpoints
 
 # two pytest workers, each test file on one (its module fixtures are built once): the slow
-# tests wait on subprocesses, DVC, Ray and SLURM much of the time
-PYTEST := python -m pytest -n 2 --dist loadfile
+# tests wait on subprocesses, DVC, Ray and SLURM much of the time; the longest files start
+# first (tests/conftest.py LONGEST_FIRST)
+PYTEST := python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 ## the whole test suite (its duration: README, "Quick start"); SLURM, LaTeX and GPU tests
 ## skip in one line where the machine lacks them (CI has SLURM and LaTeX)
